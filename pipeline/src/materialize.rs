@@ -1,0 +1,148 @@
+//! The materializer: the log consumer that keeps persons, groups and the events index.
+//!
+//! It applies each batch of records and its cursor in one redb transaction, so after a crash it
+//! resumes exactly where its last commit ended: nothing applied twice, nothing skipped.
+//! Identity and the events index share one consumer because the index's deletions and the
+//! person tables must agree at every commit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::event::Record;
+use crate::events_index::{self, IndexWriter};
+use crate::identity::{self, GroupWriter, PersonWriter};
+use crate::log::{LogError, LogReader};
+use crate::store::{Store, StoreError, META};
+
+const CURSOR: &str = "cursor.materializer";
+/// Bytes of log one transaction covers at most.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// Errors of the materializer.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterializeError {
+    /// Reading the log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// Writing state failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Keeps derived state up to date with the log.
+pub struct Materializer {
+    store: Arc<Store>,
+    reader: LogReader,
+    cursor: u64,
+}
+
+impl Materializer {
+    /// Resumes from the stored cursor.
+    pub fn new(store: Arc<Store>, reader: LogReader) -> Result<Self, MaterializeError> {
+        let cursor = store.meta(CURSOR)?;
+        Ok(Self {
+            store,
+            reader,
+            cursor,
+        })
+    }
+
+    /// The log offset everything below which has been applied.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Applies the next batch, if the log has one. Returns how many records were applied.
+    pub fn step(&mut self) -> Result<usize, MaterializeError> {
+        let batch = self.reader.read(self.cursor, BATCH_BYTES)?;
+        if batch.records.is_empty() {
+            return Ok(0);
+        }
+        let txn = self.store.db().begin_write().map_err(StoreError::from)?;
+        {
+            let mut persons = PersonWriter::open(&txn)?;
+            let mut groups = GroupWriter::open(&txn)?;
+            let mut index = IndexWriter::open(&txn)?;
+            for (offset, record) in &batch.records {
+                match record {
+                    Record::Event(event) => {
+                        let props = event.properties_map();
+                        identity::apply_event(&mut persons, &mut groups, event, &props)?;
+                        index.add(*offset, event)?;
+                    }
+                    Record::PersonDeleted {
+                        project,
+                        person_uuid,
+                    } => {
+                        let uuid = uuid::Uuid::from_bytes(*person_uuid);
+                        if let Some(id) = persons.id_for_uuid(*project, uuid)? {
+                            if let Some(person) = persons.load(*project, id)? {
+                                persons.remove(&person)?;
+                            }
+                        }
+                    }
+                    Record::EventsDeleted {
+                        project,
+                        distinct_ids,
+                        before_offset,
+                    } => {
+                        let removed = index.delete(*project, distinct_ids, *before_offset)?;
+                        tracing::info!(project, removed, "applied an events tombstone");
+                    }
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(StoreError::from)?;
+            meta.insert(CURSOR, batch.next).map_err(StoreError::from)?;
+        }
+        txn.commit().map_err(StoreError::from)?;
+        self.cursor = batch.next;
+        Ok(batch.records.len())
+    }
+
+    /// Applies everything up to the log's current durable end.
+    pub fn catch_up(&mut self) -> Result<u64, MaterializeError> {
+        while self.cursor < self.reader.end() {
+            if self.step()? == 0 {
+                break;
+            }
+        }
+        Ok(self.cursor)
+    }
+
+    /// Follows the log until `stop` is set, publishing the cursor after every batch.
+    pub fn run(mut self, progress: watch::Sender<u64>, stop: Arc<AtomicBool>) {
+        progress.send_replace(self.cursor);
+        let mut backoff = Duration::from_millis(1);
+        while !stop.load(Ordering::Relaxed) {
+            match self.step() {
+                Ok(0) => std::thread::sleep(Duration::from_millis(2)),
+                Ok(_) => {
+                    progress.send_replace(self.cursor);
+                    backoff = Duration::from_millis(1);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, cursor = self.cursor, "materializer failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Forgets all derived state so that the next run rebuilds it from offset 0.
+    pub fn reset(store: &Store) -> Result<(), StoreError> {
+        let txn = store.db().begin_write()?;
+        identity::delete_tables(&txn)?;
+        events_index::delete_tables(&txn)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.remove(CURSOR)?;
+            meta.remove("next_person_id")?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}

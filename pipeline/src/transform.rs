@@ -1,0 +1,61 @@
+//! The transformation seam: stages that see every captured event before it is stored.
+//!
+//! Transformations run after validation and before the log append, so that what they remove
+//! (PII, dropped events) never reaches disk. Quill's Hog transformations plug in here.
+
+use crate::event::Event;
+
+/// What a transformation decided about one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Store this (possibly modified) event.
+    Keep(Event),
+    /// Store nothing.
+    Drop,
+}
+
+/// One transformation stage.
+pub trait Transform: Send + Sync {
+    /// A name for logs and metrics.
+    fn name(&self) -> &str;
+    /// Transforms one event. A failing transformation must return the event unchanged: bad
+    /// code in a transformation never loses data.
+    fn apply(&self, event: Event) -> Outcome;
+}
+
+/// Transformations in execution order; each sees the previous one's output.
+#[derive(Default)]
+pub struct TransformChain {
+    stages: Vec<Box<dyn Transform>>,
+}
+
+impl TransformChain {
+    /// A chain with no stages: every event passes unchanged.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Appends a stage.
+    pub fn push(&mut self, stage: Box<dyn Transform>) {
+        self.stages.push(stage);
+    }
+
+    /// Runs every stage over one event.
+    pub fn apply(&self, mut event: Event) -> Option<Event> {
+        for stage in &self.stages {
+            match stage.apply(event) {
+                Outcome::Keep(next) => event = next,
+                Outcome::Drop => {
+                    tracing::trace!(stage = stage.name(), "event dropped by transformation");
+                    return None;
+                }
+            }
+        }
+        Some(event)
+    }
+
+    /// Whether there is no stage.
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+}
