@@ -59,3 +59,35 @@ impl TransformChain {
         self.stages.is_empty()
     }
 }
+
+/// The live chain, swappable while capture runs (when transformations are edited).
+#[derive(Default)]
+pub struct Transforms {
+    current: std::sync::RwLock<std::sync::Arc<TransformChain>>,
+}
+
+impl Transforms {
+    /// Starts with `chain`.
+    pub fn new(chain: TransformChain) -> Self {
+        Self {
+            current: std::sync::RwLock::new(std::sync::Arc::new(chain)),
+        }
+    }
+
+    /// The chain to run on the next request.
+    pub fn current(&self) -> std::sync::Arc<TransformChain> {
+        self.current
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// Installs a new chain; requests already running finish with the old one.
+    pub fn replace(&self, chain: TransformChain) {
+        let mut guard = self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *guard = std::sync::Arc::new(chain);
+    }
+}
