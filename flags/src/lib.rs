@@ -42,6 +42,8 @@ pub mod hash;
 pub mod local_evaluation;
 pub mod operator;
 pub mod reason;
+pub mod request;
+pub mod response;
 pub mod semver;
 pub mod set;
 pub mod value;

@@ -1,0 +1,257 @@
+//! Wire shapes of `/flags` and `/decide` responses.
+//!
+//! | shape | served for | `featureFlags` / `flags` |
+//! |---|---|---|
+//! | [`ResponseShape::Legacy`] | `/flags` with `v` missing or 1, `/decide?v=3` | `featureFlags: {key: false\|true\|"variant"}` plus `featureFlagPayloads` for enabled flags |
+//! | [`ResponseShape::V2`] | `/flags?v>=2`, `/decide?v>=4` | `flags: {key: FlagDetails}` |
+//! | [`ResponseShape::DecideV1`] | `/decide?v=1` | `featureFlags: [enabled keys]` |
+//! | [`ResponseShape::DecideV2`] | `/decide?v=2` | `featureFlags: {enabled key: true\|"variant"}` |
+//!
+//! Every shape carries `errorsWhileComputingFlags`; the legacy and v2 shapes also carry
+//! `requestId` and `evaluatedAt` (milliseconds since the epoch). The builders return a JSON
+//! object so that the server can add its own keys (`config`, `sessionRecording`, ...).
+
+use serde_json::{json, Map, Value};
+
+use crate::engine::{FlagEvaluation, FlagValue};
+
+/// Which response shape to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseShape {
+    /// `featureFlags` map of values plus `featureFlagPayloads`.
+    Legacy,
+    /// `flags` map of [`FlagDetails`](flag_details).
+    V2,
+    /// `featureFlags` list of enabled keys.
+    DecideV1,
+    /// `featureFlags` map of enabled flags only.
+    DecideV2,
+}
+
+impl ResponseShape {
+    /// The shape for `/flags?v=...`.
+    pub fn for_flags(version: Option<u32>) -> ResponseShape {
+        match version {
+            Some(v) if v >= 2 => ResponseShape::V2,
+            _ => ResponseShape::Legacy,
+        }
+    }
+
+    /// The shape for `/decide?v=...`.
+    pub fn for_decide(version: Option<u32>) -> ResponseShape {
+        match version {
+            None | Some(0 | 1) => ResponseShape::DecideV1,
+            Some(2) => ResponseShape::DecideV2,
+            Some(3) => ResponseShape::Legacy,
+            Some(_) => ResponseShape::V2,
+        }
+    }
+}
+
+/// Request-level fields of a response.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseMeta<'a> {
+    /// Echoed as `requestId`.
+    pub request_id: &'a str,
+    /// Echoed as `evaluatedAt`, milliseconds since the epoch.
+    pub evaluated_at_ms: i64,
+    /// Whether some flags could not be computed (e.g. a store lookup failed).
+    pub errors_while_computing_flags: bool,
+}
+
+/// Builds a response body for `evaluations` in `shape`.
+///
+/// # Examples
+/// ```
+/// use quill_flags::response::{build, ResponseMeta, ResponseShape};
+/// use quill_flags::{EvalContext, Flag, FlagDefinition, FlagSet};
+/// let def = FlagDefinition::from_json(r#"{"id":1,"key":"on","filters":{"groups":[{}]}}"#)
+///     .unwrap();
+/// let set = FlagSet::new(vec![Flag::new(def).unwrap()], [], []);
+/// let evals = set.evaluate_all(&EvalContext::new("u"), None);
+/// let meta = ResponseMeta { request_id: "r1", evaluated_at_ms: 0, errors_while_computing_flags: false };
+/// let body = build(ResponseShape::V2, &evals, &meta);
+/// assert_eq!(body["flags"]["on"]["reason"]["code"], "condition_match");
+/// ```
+pub fn build(
+    shape: ResponseShape,
+    evaluations: &[FlagEvaluation<'_>],
+    meta: &ResponseMeta<'_>,
+) -> Value {
+    let mut body = Map::new();
+    body.insert(
+        "errorsWhileComputingFlags".into(),
+        Value::Bool(meta.errors_while_computing_flags),
+    );
+    match shape {
+        ResponseShape::Legacy => {
+            let flags: Map<String, Value> = evaluations
+                .iter()
+                .map(|e| (e.key().to_string(), value_json(e.value())))
+                .collect();
+            let payloads: Map<String, Value> = evaluations
+                .iter()
+                .filter_map(|e| Some((e.key().to_string(), e.payload()?.clone())))
+                .collect();
+            body.insert("featureFlags".into(), Value::Object(flags));
+            body.insert("featureFlagPayloads".into(), Value::Object(payloads));
+        }
+        ResponseShape::V2 => {
+            let flags: Map<String, Value> = evaluations
+                .iter()
+                .map(|e| (e.key().to_string(), flag_details(e)))
+                .collect();
+            body.insert("flags".into(), Value::Object(flags));
+        }
+        ResponseShape::DecideV1 => {
+            let keys: Vec<Value> = evaluations
+                .iter()
+                .filter(|e| e.enabled)
+                .map(|e| Value::String(e.key().to_string()))
+                .collect();
+            body.insert("featureFlags".into(), Value::Array(keys));
+        }
+        ResponseShape::DecideV2 => {
+            let flags: Map<String, Value> = evaluations
+                .iter()
+                .filter(|e| e.enabled)
+                .map(|e| (e.key().to_string(), value_json(e.value())))
+                .collect();
+            body.insert("featureFlags".into(), Value::Object(flags));
+        }
+    }
+    if matches!(shape, ResponseShape::Legacy | ResponseShape::V2) {
+        body.insert(
+            "requestId".into(),
+            Value::String(meta.request_id.to_string()),
+        );
+        body.insert("evaluatedAt".into(), Value::from(meta.evaluated_at_ms));
+    }
+    Value::Object(body)
+}
+
+/// `FlagDetails`: `{key, enabled, variant, reason: {code, condition_index, description},
+/// metadata: {id, version, description, payload}}`.
+pub fn flag_details(e: &FlagEvaluation<'_>) -> Value {
+    let def = e.flag.definition();
+    let description = def
+        .description
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .or(Some(def.name.as_str()).filter(|n| !n.is_empty()));
+    json!({
+        "key": e.key(),
+        "enabled": e.enabled,
+        "variant": e.variant,
+        "reason": {
+            "code": e.reason.code.as_str(),
+            "condition_index": e.reason.condition_index,
+            "description": e.reason.description(),
+        },
+        "metadata": {
+            "id": def.id,
+            "version": def.version.unwrap_or(1),
+            "description": description,
+            "payload": e.payload(),
+        },
+    })
+}
+
+fn value_json(v: FlagValue<'_>) -> Value {
+    match v {
+        FlagValue::Bool(b) => Value::Bool(b),
+        FlagValue::Variant(s) => Value::String(s.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EvalContext, Flag, FlagDefinition, FlagSet};
+
+    fn evaluations_of(set: &FlagSet) -> Vec<FlagEvaluation<'_>> {
+        set.evaluate_all(&EvalContext::new("u"), None)
+    }
+
+    fn sample() -> FlagSet {
+        let defs = [
+            json!({"id": 1, "key": "on", "name": "On flag", "version": 3, "filters": {
+                "groups": [{}], "payloads": {"true": "{\"a\":1}"}}}),
+            json!({"id": 2, "key": "off", "filters": {"groups": [{"rollout_percentage": 0}]}}),
+            json!({"id": 3, "key": "mv", "filters": {"groups": [{}],
+                "multivariate": {"variants": [{"key": "blue", "rollout_percentage": 100}]},
+                "payloads": {"blue": 7}}}),
+        ];
+        FlagSet::new(
+            defs.into_iter()
+                .map(|d| Flag::new(FlagDefinition::from_value(&d).unwrap()).unwrap()),
+            [],
+            [],
+        )
+    }
+
+    const META: ResponseMeta<'static> = ResponseMeta {
+        request_id: "req",
+        evaluated_at_ms: 1_700_000_000_000,
+        errors_while_computing_flags: false,
+    };
+
+    #[test]
+    fn shapes_by_version() {
+        assert_eq!(ResponseShape::for_flags(None), ResponseShape::Legacy);
+        assert_eq!(ResponseShape::for_flags(Some(1)), ResponseShape::Legacy);
+        assert_eq!(ResponseShape::for_flags(Some(2)), ResponseShape::V2);
+        assert_eq!(ResponseShape::for_decide(Some(1)), ResponseShape::DecideV1);
+        assert_eq!(ResponseShape::for_decide(Some(2)), ResponseShape::DecideV2);
+        assert_eq!(ResponseShape::for_decide(Some(3)), ResponseShape::Legacy);
+        assert_eq!(ResponseShape::for_decide(Some(4)), ResponseShape::V2);
+    }
+
+    #[test]
+    fn legacy_shape() {
+        let set = sample();
+        let body = build(ResponseShape::Legacy, &evaluations_of(&set), &META);
+        assert_eq!(
+            body,
+            json!({
+                "errorsWhileComputingFlags": false,
+                "featureFlags": {"on": true, "off": false, "mv": "blue"},
+                "featureFlagPayloads": {"on": "{\"a\":1}", "mv": 7},
+                "requestId": "req",
+                "evaluatedAt": 1_700_000_000_000i64,
+            })
+        );
+    }
+
+    #[test]
+    fn v2_shape() {
+        let set = sample();
+        let body = build(ResponseShape::V2, &evaluations_of(&set), &META);
+        assert_eq!(
+            body["flags"]["on"],
+            json!({"key": "on", "enabled": true, "variant": null,
+                "reason": {"code": "condition_match", "condition_index": 0,
+                    "description": "Matched condition set 1"},
+                "metadata": {"id": 1, "version": 3, "description": "On flag",
+                    "payload": "{\"a\":1}"}})
+        );
+        assert_eq!(
+            body["flags"]["off"]["reason"]["code"],
+            "out_of_rollout_bound"
+        );
+        assert_eq!(body["flags"]["off"]["metadata"]["payload"], Value::Null);
+        assert_eq!(body["flags"]["mv"]["variant"], "blue");
+        assert_eq!(body["requestId"], "req");
+    }
+
+    #[test]
+    fn decide_shapes() {
+        let set = sample();
+        let evals = evaluations_of(&set);
+        let v1 = build(ResponseShape::DecideV1, &evals, &META);
+        assert_eq!(v1["featureFlags"], json!(["on", "mv"]));
+        let v2 = build(ResponseShape::DecideV2, &evals, &META);
+        assert_eq!(v2["featureFlags"], json!({"on": true, "mv": "blue"}));
+        assert!(v2.get("requestId").is_none());
+    }
+}
