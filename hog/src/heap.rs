@@ -1,0 +1,214 @@
+//! Memory accounting for one VM run.
+//!
+//! Every container the VM creates is registered here (as a weak reference) and every allocation is
+//! charged. When the charges since the last measurement could push the estimate past the cap, the
+//! heap measures what is really alive: every registered container that still exists (including
+//! ones kept alive only by reference cycles) plus the values on the stack. The estimate uses
+//! PostHog's cost model: 8 per value, plus the length of each string.
+//!
+//! When the run ends the heap empties every container still alive, which breaks reference cycles
+//! so nothing leaks past the run.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use indexmap::IndexMap;
+
+use crate::error::VmError;
+use crate::value::{ArrayData, DictData, Key, Upvalue, UpvalueCell, Value};
+
+/// Cost of one value in the estimate.
+pub const UNIT: usize = 8;
+
+enum Tracked {
+    Array(Weak<ArrayData>),
+    Dict(Weak<DictData>),
+    Upvalue(Weak<UpvalueCell>),
+}
+
+/// The allocation registry and memory estimate of one run.
+pub struct Heap {
+    tracked: Vec<Tracked>,
+    limit: usize,
+    last_live: usize,
+    pending: usize,
+    /// The largest estimate measured.
+    pub max_seen: usize,
+}
+
+/// Shallow cost of a value held in a slot.
+pub fn slot_cost(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => UNIT + s.len(),
+        Value::Error(e) => UNIT * 2 + e.message.len() + e.kind.len(),
+        _ => UNIT,
+    }
+}
+
+impl Heap {
+    /// A heap with a cap in bytes (0 means no cap).
+    pub fn new(limit: usize) -> Self {
+        Heap {
+            tracked: Vec::new(),
+            limit,
+            last_live: 0,
+            pending: 0,
+            max_seen: 0,
+        }
+    }
+
+    /// Charges `bytes` that are about to be allocated. `roots` yields the values on the stack.
+    pub fn charge(&mut self, bytes: usize, roots: &[Value]) -> Result<(), VmError> {
+        self.pending = self.pending.saturating_add(bytes);
+        if self.limit == 0 || self.last_live.saturating_add(self.pending) <= self.limit {
+            return Ok(());
+        }
+        let live = self.measure(roots.iter());
+        let used = live.saturating_add(bytes);
+        if used > self.limit {
+            return Err(VmError::MemoryLimit {
+                limit: self.limit,
+                used,
+            });
+        }
+        self.last_live = live;
+        self.pending = bytes;
+        Ok(())
+    }
+
+    /// Measures the live estimate, forgetting containers that no longer exist.
+    pub fn measure<'a>(&mut self, roots: impl Iterator<Item = &'a Value>) -> usize {
+        let mut total: usize = roots.map(slot_cost).sum();
+        self.tracked.retain(|t| match t {
+            Tracked::Array(w) => match w.upgrade() {
+                Some(a) => {
+                    total += UNIT + a.0.borrow().iter().map(slot_cost).sum::<usize>();
+                    true
+                }
+                None => false,
+            },
+            Tracked::Dict(w) => match w.upgrade() {
+                Some(d) => {
+                    total += UNIT
+                        + d.0
+                            .borrow()
+                            .iter()
+                            .map(|(k, v)| key_cost(k) + slot_cost(v))
+                            .sum::<usize>();
+                    true
+                }
+                None => false,
+            },
+            Tracked::Upvalue(w) => match w.upgrade() {
+                Some(u) => {
+                    if let Upvalue::Closed(v) = &*u.0.borrow() {
+                        total += slot_cost(v);
+                    }
+                    true
+                }
+                None => false,
+            },
+        });
+        self.max_seen = self.max_seen.max(total);
+        total
+    }
+
+    /// Registers a new array.
+    pub fn array(&mut self, items: Vec<Value>) -> Value {
+        let rc = Rc::new(ArrayData(RefCell::new(items)));
+        self.tracked.push(Tracked::Array(Rc::downgrade(&rc)));
+        Value::Array(rc)
+    }
+
+    /// Registers a new tuple.
+    pub fn tuple(&mut self, items: Vec<Value>) -> Value {
+        let rc = Rc::new(ArrayData(RefCell::new(items)));
+        self.tracked.push(Tracked::Array(Rc::downgrade(&rc)));
+        Value::Tuple(rc)
+    }
+
+    /// Registers a new dict.
+    pub fn dict(&mut self, map: IndexMap<Key, Value>) -> Value {
+        let rc = Rc::new(DictData(RefCell::new(map)));
+        self.tracked.push(Tracked::Dict(Rc::downgrade(&rc)));
+        Value::Dict(rc)
+    }
+
+    /// Registers a new upvalue cell.
+    pub fn upvalue(&mut self, up: Upvalue) -> Rc<UpvalueCell> {
+        let rc = Rc::new(UpvalueCell(RefCell::new(up)));
+        self.tracked.push(Tracked::Upvalue(Rc::downgrade(&rc)));
+        rc
+    }
+
+    /// Empties every container still alive, breaking reference cycles.
+    pub fn clear(&mut self) {
+        for t in std::mem::take(&mut self.tracked) {
+            match t {
+                Tracked::Array(w) => {
+                    if let Some(a) = w.upgrade() {
+                        let items = std::mem::take(&mut *a.0.borrow_mut());
+                        drop(items);
+                    }
+                }
+                Tracked::Dict(w) => {
+                    if let Some(d) = w.upgrade() {
+                        let map = std::mem::take(&mut *d.0.borrow_mut());
+                        drop(map);
+                    }
+                }
+                Tracked::Upvalue(w) => {
+                    if let Some(u) = w.upgrade() {
+                        let old = std::mem::replace(&mut *u.0.borrow_mut(), Upvalue::Open(0));
+                        drop(old);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn key_cost(k: &Key) -> usize {
+    match k {
+        Key::Str(s) => UNIT + s.len(),
+        _ => UNIT,
+    }
+}
+
+impl Drop for Heap {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charges_up_to_the_limit() {
+        let mut heap = Heap::new(1000);
+        let roots: Vec<Value> = vec![];
+        assert!(heap.charge(500, &roots).is_ok());
+        let big = heap.array(vec![Value::str("x".repeat(900))]);
+        let roots = [big];
+        assert!(heap.charge(600, &roots).is_err());
+    }
+
+    #[test]
+    fn clear_breaks_cycles() {
+        let mut heap = Heap::new(0);
+        let d = heap.dict(IndexMap::new());
+        let weak = match &d {
+            Value::Dict(rc) => {
+                rc.0.borrow_mut().insert(Key::Int(1), d.clone());
+                Rc::downgrade(rc)
+            }
+            _ => unreachable!(),
+        };
+        drop(d);
+        assert!(weak.upgrade().is_some());
+        heap.clear();
+        assert!(weak.upgrade().is_none());
+    }
+}
