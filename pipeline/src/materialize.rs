@@ -140,7 +140,6 @@ impl Materializer {
         {
             let mut meta = txn.open_table(META)?;
             meta.remove(CURSOR)?;
-            meta.remove("next_person_id")?;
         }
         txn.commit()?;
         Ok(())

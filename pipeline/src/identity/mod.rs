@@ -17,13 +17,14 @@ mod persons;
 
 pub use apply::apply_event;
 pub use groups::{get_group, group_types, Group, GroupWriter, MAX_GROUP_TYPES};
-pub use persons::{Person, PersonReader, PersonWriter};
+pub use persons::{person_uuid, Person, PersonReader, PersonWriter};
 
 /// Drops every identity table, for replay.
 pub(crate) fn delete_tables(txn: &redb::WriteTransaction) -> Result<(), crate::store::StoreError> {
     txn.delete_table(persons::DISTINCT_IDS)?;
     txn.delete_table(persons::PERSONS)?;
     txn.delete_table(persons::PERSON_UUIDS)?;
+    txn.delete_table(persons::COUNTERS)?;
     txn.delete_table(groups::GROUPS)?;
     txn.delete_table(groups::GROUP_TYPES)?;
     Ok(())
@@ -50,4 +51,27 @@ pub fn is_illegal_merge_id(id: &str) -> bool {
         || CASE_INSENSITIVE
             .iter()
             .any(|bad| bad.eq_ignore_ascii_case(trimmed))
+}
+
+/// A digest of every person of every project (ids, uuids, distinct ids, properties, flags), for
+/// checking that two stores (say, before and after `quill replay`) hold identical persons.
+pub fn digest(store: &crate::store::Store) -> Result<(u64, String), crate::store::StoreError> {
+    use redb::{ReadableDatabase, ReadableTable};
+    use std::hash::{Hash, Hasher};
+    let txn = store.db().begin_read()?;
+    let table = match txn.open_table(persons::PERSONS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok((0, "0".repeat(16))),
+        Err(e) => return Err(e.into()),
+    };
+    // SipHash with fixed keys: stable across runs of the same build.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut count = 0;
+    for entry in table.iter()? {
+        let (key, value) = entry?;
+        key.value().hash(&mut hasher);
+        value.value().hash(&mut hasher);
+        count += 1;
+    }
+    Ok((count, format!("{:016x}", hasher.finish())))
 }

@@ -8,13 +8,15 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::event::ProjectId;
-use crate::store::{from_json, to_json, Store, StoreError, META};
+use crate::store::{from_json, to_json, Store, StoreError};
 
 pub(crate) const DISTINCT_IDS: TableDefinition<(u32, &str), u64> =
     TableDefinition::new("person_distinct_ids");
 pub(crate) const PERSONS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("persons");
 pub(crate) const PERSON_UUIDS: TableDefinition<(u32, u128), u64> =
     TableDefinition::new("person_uuids");
+/// Identity's own counters (kept apart from the shared meta table, which holds cursors).
+pub(crate) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("identity_counters");
 const NEXT_PERSON_ID: &str = "next_person_id";
 
 /// Namespace for person uuids, so that they are a deterministic function of the log.
@@ -59,7 +61,7 @@ impl<'txn> PersonWriter<'txn> {
             distinct_ids: txn.open_table(DISTINCT_IDS)?,
             persons: txn.open_table(PERSONS)?,
             uuids: txn.open_table(PERSON_UUIDS)?,
-            meta: txn.open_table(META)?,
+            meta: txn.open_table(COUNTERS)?,
         })
     }
 

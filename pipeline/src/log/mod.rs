@@ -118,6 +118,18 @@ impl AppendBatch {
         Ok(())
     }
 
+    /// Moves every record of `other` to the end of this batch.
+    pub fn extend(&mut self, other: AppendBatch) {
+        let shift = self.frames.len();
+        self.frames.extend_from_slice(&other.frames);
+        self.entries.extend(
+            other
+                .entries
+                .into_iter()
+                .map(|(end, key)| (end + shift, key)),
+        );
+    }
+
     /// How many records the batch holds.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -69,9 +69,12 @@ pub fn decode(raw: &RawPayload<'_>) -> Result<String, CaptureError> {
         return Err(CaptureError::EmptyPayload);
     }
 
-    let is_form = raw
+    // curl and some proxies label raw JSON as a form; take JSON as what it is.
+    let looks_like_json = payload.first().is_some_and(|b| matches!(b, b'{' | b'['));
+    let is_form = (raw
         .content_type
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
+        && !looks_like_json)
         || payload.starts_with(b"data=");
     if raw.data_param.is_none() && is_form {
         let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&payload)

@@ -1,0 +1,174 @@
+//! `quill bench ingest`: starts `quill serve` as a child process, then concurrent clients POST
+//! `/batch` bodies of realistic events and wait for each acknowledgement.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use serde_json::json;
+
+use super::events::{event, Rng};
+use super::percentile;
+
+#[derive(Debug, Args)]
+pub struct IngestBenchArgs {
+    /// Events to send in all.
+    #[arg(long, default_value_t = 500_000)]
+    events: usize,
+    /// Events per request.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Distinct persons the events are spread over (skewed).
+    #[arg(long, default_value_t = 50_000)]
+    persons: u64,
+}
+
+const TOKEN: &str = "phc_bench_token";
+
+pub async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("quill-bench-ingest-{}", std::process::id()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let exe = std::env::current_exe()?;
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .env("QUILL_PROJECT_TOKEN", TOKEN)
+        .env("QUILL_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("starting quill serve")?;
+    let result = drive(&args, port, child.id(), &dir).await;
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn drive(
+    args: &IngestBenchArgs,
+    port: u16,
+    pid: u32,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&client, &base).await?;
+
+    let requests = args.events.div_ceil(args.batch);
+    let mut rng = Rng::new(42);
+    let t0 = 1_700_000_000_000i64;
+    let bodies: Vec<bytes::Bytes> = (0..requests)
+        .map(|r| {
+            let batch: Vec<_> = (0..args.batch)
+                .map(|i| event(&mut rng, args.persons, t0 + (r * args.batch + i) as i64))
+                .collect();
+            bytes::Bytes::from(json!({"api_key": TOKEN, "batch": batch}).to_string())
+        })
+        .collect();
+    let body_bytes: usize = bodies.iter().map(|b| b.len()).sum();
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, bodies, next, url) = (
+            client.clone(),
+            bodies.clone(),
+            next.clone(),
+            format!("{base}/batch/"),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else {
+                    return Ok::<_, anyhow::Error>(latencies);
+                };
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                if !response.status().is_success() {
+                    bail!("request {i} failed: {}", response.status());
+                }
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let events = requests * args.batch;
+    let disk: u64 = std::fs::read_dir(dir.join("log"))?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let rss_kb = peak_rss_kb(pid).unwrap_or(0);
+    println!(
+        "ingest over HTTP: {events} events in {requests} requests of {} ({} clients)",
+        args.batch, args.concurrency
+    );
+    println!(
+        "  throughput:   {:.0} events/s ({:.1} MB/s of JSON)",
+        events as f64 / elapsed,
+        body_bytes as f64 / elapsed / 1e6
+    );
+    println!(
+        "  latency:      p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or(0.0)
+    );
+    println!(
+        "  request size: {:.0} bytes/event of JSON",
+        body_bytes as f64 / events as f64
+    );
+    println!(
+        "  on disk:      {:.0} bytes/event in the log",
+        disk as f64 / events as f64
+    );
+    println!("  server RSS:   {:.1} MiB peak", rss_kb as f64 / 1024.0);
+    Ok(())
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("{base}/_readiness")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the server did not become ready within 30 s")
+}
+
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}

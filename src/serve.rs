@@ -1,0 +1,108 @@
+//! `quill serve`: opens the data directory, starts the log, the materializer and HTTP.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::routing::get;
+use axum::Router;
+use quill_pipeline::data_dir::DataDir;
+use quill_pipeline::log::{Log, LogOptions};
+use quill_pipeline::materialize::Materializer;
+use quill_pipeline::projects::{self, Registry};
+use quill_pipeline::store::Store;
+use quill_pipeline::transform::Transforms;
+use quill_sources::capture::{self, Capture};
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::cli::ServeArgs;
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let data = DataDir::open(&args.data.data_dir)?;
+    let store = Arc::new(Store::open(&data.state_file()).context("opening the state store")?);
+    let boot = projects::bootstrap(
+        &store,
+        args.project_token.as_deref(),
+        args.personal_api_key.as_deref(),
+    )?;
+    if boot.created {
+        println!("Created project 1 ({}).", boot.project.name);
+    }
+    println!("Project token (phc):      {}", boot.project.api_token);
+    println!("Personal API key (phx):   {}", boot.personal_api_key);
+    let registry = Arc::new(Registry::load(&store)?);
+    let log = Log::open(&data.log_dir(), LogOptions::default()).context("opening the event log")?;
+
+    let (progress_tx, progress) = watch::channel(0u64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let materializer = Materializer::new(store.clone(), log.reader())?;
+    let materializer = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("quill-materializer".into())
+            .spawn(move || materializer.run(progress_tx, stop))?
+    };
+
+    let capture = Arc::new(Capture {
+        log: log.clone(),
+        registry: registry.clone(),
+        transforms: Arc::new(Transforms::default()),
+    });
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        registry,
+        log: log.clone(),
+        progress,
+    });
+    let app = Router::new()
+        .route("/", get(|| async { "quill" }))
+        .route("/_readiness", get(|| async { "ready" }))
+        .route("/_liveness", get(|| async { "alive" }))
+        .merge(capture::router(capture))
+        .merge(api::router(state));
+
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("binding {}", args.bind))?;
+    println!("Listening on http://{}", listener.local_addr()?);
+    tracing::info!(addr = %args.bind, data_dir = %data.root().display(), "quill is serving");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+
+    tracing::info!("shutting down: flushing the log");
+    stop.store(true, Ordering::Relaxed);
+    tokio::task::spawn_blocking(move || {
+        log.shutdown();
+        if materializer.join().is_err() {
+            tracing::error!("the materializer thread panicked");
+        }
+    })
+    .await?;
+    drop(data);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
