@@ -324,7 +324,13 @@ pub fn decode_ops(elems: &[Json]) -> Result<Chunk, VmError> {
             op::JUMP | op::JUMP_IF_FALSE | op::JUMP_IF_STACK_NOT_NULL | op::TRY => {
                 i += 1;
                 let off = int(i - 1)?;
-                jumps.push((code.len(), i as i64 + off));
+                // TRY counts from its operand; jumps count from the element after it.
+                let base = if code_num == op::TRY {
+                    i as i64 - 1
+                } else {
+                    i as i64
+                };
+                jumps.push((code.len(), base.saturating_add(off)));
                 match code_num {
                     op::JUMP => Instr::Jump(0),
                     op::JUMP_IF_FALSE => Instr::JumpIfFalse(0),

@@ -384,7 +384,7 @@ impl FnCompiler {
     ) -> Result<(), CompileError> {
         let mut try_ops = Vec::new();
         self.block(body, &mut try_ops)?;
-        out.extend([json!(op::TRY), json!(try_ops.len() + 4)]);
+        out.extend([json!(op::TRY), json!(try_ops.len() + 4)]); // counted from the operand
         out.extend(try_ops);
         out.push(json!(op::POP_TRY));
 

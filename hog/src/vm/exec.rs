@@ -184,7 +184,7 @@ impl<'o> Vm<'o> {
     }
 
     fn capture_upvalue(&mut self, loc: usize) -> Result<Rc<UpvalueCell>, VmError> {
-        if loc >= self.stack.len() {
+        if loc > self.stack.len() {
             return Err(VmError::exception(format!(
                 "Invalid upvalue location: {loc}"
             )));
