@@ -251,6 +251,37 @@ impl FlagDefinition {
     pub fn from_value(value: &Value) -> Result<Self, ValidationError> {
         parse_with_path(value)
     }
+
+    /// Applies a `PATCH` body: each top-level field present replaces the stored one whole
+    /// (so `filters` is replaced, not merged). `id` cannot change; unknown fields are rejected
+    /// by name. Validate the result with [`crate::Flag::new`].
+    ///
+    /// # Examples
+    /// ```
+    /// use quill_flags::FlagDefinition;
+    /// let def = FlagDefinition::from_json(r#"{"id":4,"key":"a","name":"A"}"#).unwrap();
+    /// let patched = def.apply_patch(&serde_json::json!({"active": false})).unwrap();
+    /// assert!(!patched.active);
+    /// assert_eq!(patched.name, "A");
+    /// ```
+    pub fn apply_patch(&self, patch: &Value) -> Result<FlagDefinition, ValidationError> {
+        let changes = patch
+            .as_object()
+            .ok_or_else(|| ValidationError::new("", "expected a JSON object"))?;
+        if let Some(id) = changes.get("id") {
+            if id.as_i64() != Some(self.id) {
+                return Err(ValidationError::new("id", "cannot be changed"));
+            }
+        }
+        let mut merged =
+            serde_json::to_value(self).map_err(|e| ValidationError::new("", e.to_string()))?;
+        if let Value::Object(fields) = &mut merged {
+            for (k, v) in changes {
+                fields.insert(k.clone(), v.clone());
+            }
+        }
+        FlagDefinition::from_value(&merged)
+    }
 }
 
 impl PropertyGroup {
@@ -335,6 +366,24 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.path, "filters.groups[0].rolout");
         assert!(err.message.contains("unknown field `rolout`"), "{err}");
+    }
+
+    #[test]
+    fn patches_replace_top_level_fields() {
+        let def = FlagDefinition::from_value(&json!({"id": 1, "key": "a",
+            "filters": {"groups": [{"rollout_percentage": 5}], "early_exit": true}}))
+        .unwrap();
+        let p = def
+            .apply_patch(&json!({"filters": {"groups": []}, "name": "x"}))
+            .unwrap();
+        assert_eq!(p.name, "x");
+        assert!(p.filters.groups.is_empty());
+        assert_eq!(p.filters.early_exit, None);
+        assert_eq!(def.apply_patch(&json!({"id": 2})).unwrap_err().path, "id");
+        assert_eq!(
+            def.apply_patch(&json!({"colour": 1})).unwrap_err().path,
+            "colour"
+        );
     }
 
     #[test]

@@ -94,10 +94,12 @@ def person_value(op):
     return rng.choice(SCALARS)
 
 
-def condition(variant_keys, pool):
+def condition(variant_keys, pool, group):
     props = []
     for _ in range(rng.choice([0, 1, 1, 2, 3])):
         r = rng.random()
+        if group and r < 0.14:
+            r = 1.0
         if r < 0.08:
             props.append({"key": "id", "type": "cohort", "value": rng.choice([1, 2]),
                           "operator": rng.choice(["in", "not_in"])})
@@ -108,8 +110,11 @@ def condition(variant_keys, pool):
                           "dependency_chain": [dep]})
         else:
             op = rng.choice(OPERATORS)
-            props.append({"key": rng.choice(KEYS), "type": "person", "operator": op,
-                          "value": filter_value(op)})
+            prop = {"key": rng.choice(KEYS), "type": "group" if group else "person",
+                    "operator": op, "value": filter_value(op)}
+            if group:
+                prop["group_type_index"] = 0
+            props.append(prop)
     c = {"properties": props,
          "rollout_percentage": rng.choice([None, 0, 10, 33, 50, 75.5, 99, 100])}
     if variant_keys and rng.random() < 0.2:
@@ -124,7 +129,9 @@ def split(n):
 
 def make_flag(i, pool):
     key = f"flag-{i}"
-    filters = {"groups": [], "payloads": {}}
+    group = rng.random() < 0.2
+    filters = {"groups": [], "payloads": {},
+               "aggregation_group_type_index": 0 if group else None}
     variant_keys = []
     if rng.random() < 0.4:
         variant_keys = ["control", "test", "test-2", "test-3"][: rng.randint(2, 4)]
@@ -134,12 +141,13 @@ def make_flag(i, pool):
         filters["payloads"] = {k: json.dumps({"v": k}) for k in variant_keys[:2]}
     else:
         filters["payloads"] = {"true": json.dumps({"on": i})}
-    filters["groups"] = [condition(variant_keys, pool) for _ in range(rng.randint(1, 3))]
+    filters["groups"] = [condition(variant_keys, pool, group)
+                         for _ in range(rng.randint(1, 3))]
     if rng.random() < 0.15:
         filters["holdout"] = {"id": i, "exclusion_percentage": rng.choice([0, 10, 50, 100])}
     if rng.random() < 0.2:
         filters["early_exit"] = True
-    if rng.random() < 0.08:
+    if not group and rng.random() < 0.08:
         filters["feature_enrollment"] = True
         filters["super_groups"] = [{"properties": [{
             "key": f"$feature_enrollment/{key}", "type": "person", "operator": "exact",
@@ -147,6 +155,8 @@ def make_flag(i, pool):
     return {"id": i, "key": key, "name": f"Flag {i}", "active": rng.random() > 0.05,
             "ensure_experience_continuity": False, "version": 1, "filters": filters}
 
+
+GROUP_TYPES = {"0": "company"}
 
 COHORTS = {
     "1": {"type": "OR", "values": [{"type": "AND", "values": [
@@ -158,15 +168,37 @@ COHORTS = {
 }
 
 
-def sdk_value(flag, did, props, flags_by_key):
+def sdk_value(flag, did, props, flags_by_key, groups):
     if not flag.get("active"):
         return False
+    bucketing = did
+    if flag["filters"].get("aggregation_group_type_index") is not None:
+        # As the client does for group flags: no group, no flag; else bucket by its key.
+        if "company" not in groups:
+            return False
+        bucketing = groups["company"]
     try:
         return match_feature_flag_properties(
-            flag, did, props, cohort_properties=COHORTS, flags_by_key=flags_by_key,
-            evaluation_cache={}, bucketing_value=did)
+            flag, bucketing, props, cohort_properties=COHORTS, flags_by_key=flags_by_key,
+            evaluation_cache={}, bucketing_value=bucketing,
+            group_type_mapping=GROUP_TYPES, groups=groups)
     except (InconclusiveMatchError, RequiresServerEvaluation):
         return None
+
+
+def fully_conclusive(flag, did, props, flags_by_key, groups):
+    """Whether every condition is conclusive on its own.
+
+    The SDK skips a condition it cannot decide (a property missing locally) and goes on to
+    later ones, so it can answer where the server, which knows the person fully, would stop
+    at that condition. Such cases compare two different questions, so they are dropped.
+    """
+    for cond in flag["filters"]["groups"]:
+        single = dict(flag, filters=dict(flag["filters"], groups=[cond], early_exit=False,
+                                          holdout=None))
+        if sdk_value(single, did, props, flags_by_key, groups) is None:
+            return False
+    return True
 
 
 def main():
@@ -175,15 +207,17 @@ def main():
     for i in range(1, 301):
         f = make_flag(i, plain)
         flags.append(f)
-        if not any(p.get("type") == "flag" for c in f["filters"]["groups"]
-                   for p in c["properties"]):
+        if f["filters"]["aggregation_group_type_index"] is None and not any(
+                p.get("type") == "flag" for c in f["filters"]["groups"]
+                for p in c["properties"]):
             plain.append(f["key"])
     flags_by_key = {f["key"]: f for f in flags}
     cases = []
     dropped = 0
     for f in flags:
+        is_group = f["filters"]["aggregation_group_type_index"] is not None
         keys = {p["key"] for c in f["filters"]["groups"] for p in c["properties"]
-                if p.get("type") == "person"}
+                if p.get("type") in ("person", "group")}
         keys |= {"plan", "email", "age"}
         for j in range(12):
             did = rng.choice([f"user-{rng.randint(0, 10**6)}", f"distinct_id_{j}",
@@ -196,15 +230,27 @@ def main():
                     props[k] = person_value(op)
             if "feature_enrollment" in f["filters"] and rng.random() < 0.7:
                 props[f"$feature_enrollment/{f['key']}"] = rng.choice([True, False, "true"])
-            value = sdk_value(f, did, props, flags_by_key)
-            if value is None:
+            case = {"flag": f["key"], "distinct_id": did}
+            groups = {}
+            if is_group:
+                if rng.random() < 0.85:
+                    groups = {"company": rng.choice([f"org-{rng.randint(0, 9999)}",
+                                                     f"distinct_id_{j}"])}
+                    case["groups"] = groups
+                    case["group_properties"] = {"company": props}
+                case["properties"] = {}
+            else:
+                case["properties"] = props
+            value = sdk_value(f, did, props, flags_by_key, groups)
+            if value is None or not fully_conclusive(f, did, props, flags_by_key, groups):
                 dropped += 1
                 continue
-            cases.append({"flag": f["key"], "distinct_id": did, "properties": props,
-                          "expected": value})
+            case["expected"] = value
+            cases.append(case)
     OUT.write_text(json.dumps({
         "generated_by": "flags/tests/generate_oracle_fixture.py with posthog-python",
         "now": NOW.isoformat(),
+        "group_type_mapping": GROUP_TYPES,
         "cohorts": COHORTS,
         "flags": flags,
         "cases": cases,
