@@ -8,7 +8,7 @@
 //! the SDKs treat as inconclusive; a missing one keeps its key, which they cannot find.
 //!
 //! Cohorts are included (when asked for with `send_cohorts`) for every cohort a flag refers
-//! to, directly or through other cohorts.
+//! to, directly or through other cohorts; otherwise `cohorts` is an empty object.
 
 use std::collections::BTreeSet;
 
@@ -43,9 +43,12 @@ pub fn payload(set: &FlagSet, send_cohorts: bool) -> Value {
         .map(|(i, name)| (i.to_string(), Value::String(name.clone())))
         .collect();
     let mut body = json!({ "flags": flags, "group_type_mapping": group_type_mapping });
-    if send_cohorts {
-        body["cohorts"] = Value::Object(cohorts_json(set, cohort_ids));
-    }
+    // SDKs read `cohorts` unconditionally, so it is always present.
+    body["cohorts"] = if send_cohorts {
+        Value::Object(cohorts_json(set, cohort_ids))
+    } else {
+        Value::Object(Map::new())
+    };
     body
 }
 
@@ -189,7 +192,7 @@ mod tests {
         assert_eq!(prop(3)["dependency_chain"], json!([]));
         assert_eq!(prop(4)["dependency_chain"], json!([]));
         assert_eq!(prop(5)["dependency_chain"], json!(["gone"]));
-        assert!(body.get("cohorts").is_none());
+        assert_eq!(body["cohorts"], json!({}));
     }
 
     #[test]

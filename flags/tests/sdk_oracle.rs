@@ -42,6 +42,11 @@ fn quill_agrees_with_posthog_python() {
             )
         });
     let set = FlagSet::new(flags, [(0, "company".to_string())], cohorts);
+    // For `check_local_evaluation_payload.py`: the payload Quill would serve for these flags.
+    if let Some(out) = std::env::var_os("QUILL_LOCAL_EVAL_OUT") {
+        let payload = quill_flags::local_evaluation::payload(&set, true);
+        std::fs::write(out, serde_json::to_vec(&payload).unwrap()).unwrap();
+    }
 
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() > 2000, "{} cases", cases.len());
