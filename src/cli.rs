@@ -26,6 +26,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectCommand,
     },
+    /// The Hog language: run, compile and execute programs.
+    Hog {
+        #[command(subcommand)]
+        command: HogCommand,
+    },
     /// Whole-system benchmarks.
     Bench {
         #[command(subcommand)]
@@ -88,4 +93,23 @@ pub enum BenchCommand {
     Ingest(crate::bench::ingest::IngestBenchArgs),
     /// The log's in-process append rate (group commit + fsync), without HTTP.
     Log(crate::bench::log::LogBenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HogCommand {
+    /// Compile and run a `.hog` program, printing to stdout.
+    Run {
+        /// The program.
+        file: PathBuf,
+    },
+    /// Compile a `.hog` program and print its bytecode as JSON.
+    Compile {
+        /// The program.
+        file: PathBuf,
+    },
+    /// Run bytecode JSON (Quill's or PostHog's).
+    Exec {
+        /// The bytecode file.
+        file: PathBuf,
+    },
 }

@@ -5,6 +5,7 @@ mod api;
 mod bench;
 mod cli;
 mod commands;
+mod hog;
 mod serve;
 
 use clap::Parser;
@@ -45,6 +46,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Log(args),
         } => bench::log::run(args),
+        Command::Hog { command } => hog::run(&command),
     }
 }
 
