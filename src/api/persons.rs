@@ -39,6 +39,7 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     Path(project): Path<String>,
     Query(params): Query<ListParams>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let project = state.project(&project)?;
     state.wait_fresh().await;
@@ -54,8 +55,12 @@ pub async fn list(
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, 10_000);
     let page = persons.list(project, params.after_id.unwrap_or(0), limit + 1)?;
     let next = (page.len() > limit).then(|| {
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
         format!(
-            "/api/projects/{project}/persons?limit={limit}&after_id={}",
+            "http://{host}/api/projects/{project}/persons?limit={limit}&after_id={}",
             page[limit - 1].id
         )
     });

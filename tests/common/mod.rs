@@ -180,7 +180,7 @@ pub fn all_persons(server: &Server) -> Vec<serde_json::Value> {
         let page = api_get(server, &path);
         out.extend(page["results"].as_array().cloned().unwrap_or_default());
         match page["next"].as_str() {
-            Some(next) => path = next.to_string(),
+            Some(next) => path = next[next.find("/api/").unwrap()..].to_string(),
             None => return out,
         }
     }

@@ -110,15 +110,34 @@ impl LogReader {
         Ok(batch)
     }
 
-    /// Reads the one record at `offset`.
+    /// Reads the one record at `offset`: its header, then exactly its payload.
     pub fn read_at(&mut self, offset: u64) -> Result<Record, LogError> {
-        let batch = self.read(offset, 64 << 10)?;
-        batch
-            .records
-            .into_iter()
-            .next()
-            .map(|(_, record)| record)
-            .ok_or(LogError::BadOffset(offset))
+        let durable_end = self.end();
+        let (base, seg_end) = self
+            .locate(offset, durable_end)
+            .ok_or(LogError::BadOffset(offset))?;
+        if offset + HEADER_LEN as u64 > seg_end {
+            return Err(LogError::BadOffset(offset));
+        }
+        self.fill(base, offset - base, HEADER_LEN)?;
+        let total = match read_frame(&self.buf) {
+            Frame::Partial {
+                needed: Some(total),
+            } => total,
+            Frame::Whole(_, total) => total,
+            _ => return Err(LogError::BadOffset(offset)),
+        };
+        if offset + total as u64 > seg_end {
+            return Err(LogError::BadOffset(offset));
+        }
+        self.fill(base, offset - base, total)?;
+        match read_frame(&self.buf) {
+            Frame::Whole(payload, _) => decode_record(payload),
+            _ => Err(LogError::Corrupt {
+                segment: base,
+                offset,
+            }),
+        }
     }
 
     fn fill(&mut self, base: u64, pos: u64, len: usize) -> Result<(), LogError> {
