@@ -75,7 +75,7 @@ pub fn event(rng: &mut Rng, persons: u64, timestamp_ms: i64) -> Value {
             "$referrer": "https://www.google.com/",
             "$referring_domain": "www.google.com",
             "utm_source": "newsletter",
-            "plan": if person % 3 == 0 { "pro" } else { "free" },
+            "plan": if person.is_multiple_of(3) { "pro" } else { "free" },
             "price": rng.below(200),
         }
     })
