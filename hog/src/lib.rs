@@ -33,7 +33,7 @@ pub use compiler::compile_source;
 pub use error::{CompileError, HogError, VmError};
 pub use vm::{
     resume, run as run_bytecode, ExecError, ExecOptions, ExecResult, HostFn, Limits, Outcome,
-    VmState,
+    Program, VmState,
 };
 
 pub(crate) use vm::new_error as vm_new_error;

@@ -31,10 +31,35 @@ pub struct Spec {
     pub func: NativeFn,
 }
 
-fn table() -> &'static HashMap<&'static str, Spec> {
-    static TABLE: OnceLock<HashMap<&'static str, Spec>> = OnceLock::new();
+/// FNV-1a: function names are short, and this lookup runs on every native call, where SipHash
+/// showed up in profiles.
+#[derive(Default, Clone, Copy)]
+struct NameHasher(u64);
+
+impl std::hash::Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type NameMap = HashMap<&'static str, Spec, std::hash::BuildHasherDefault<NameHasher>>;
+
+fn table() -> &'static NameMap {
+    static TABLE: OnceLock<NameMap> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut m = HashMap::new();
+        let mut m = NameMap::default();
         let mut add = |name: &'static str, min: usize, max: Option<usize>, func: NativeFn| {
             m.insert(name, Spec { min, max, func });
         };

@@ -38,7 +38,7 @@ pub(super) struct TryFrame {
 
 pub(super) struct Vm<'o> {
     pub rt: Runtime,
-    pub root_json: Json,
+    pub root_json: Rc<Json>,
     pub root: Rc<Chunk>,
     pub stack: Vec<Value>,
     pub frames: Vec<Frame>,
@@ -66,7 +66,12 @@ fn fail(error: VmError) -> ExecError {
 impl<'o> Vm<'o> {
     pub fn start(bytecode: &Json, opts: &'o ExecOptions) -> Result<Self, ExecError> {
         let root = Rc::new(decode_program(bytecode).map_err(fail)?);
-        let mut vm = Vm::empty(bytecode.clone(), root.clone(), opts);
+        Ok(Vm::start_decoded(Rc::new(bytecode.clone()), root, opts))
+    }
+
+    /// Starts a run of bytecode that is already decoded (see [`super::Program`]).
+    pub fn start_decoded(root_json: Rc<Json>, root: Rc<Chunk>, opts: &'o ExecOptions) -> Self {
+        let mut vm = Vm::empty(root_json, root.clone(), opts);
         vm.frames.push(Frame {
             chunk: ChunkRef::Root,
             code: root,
@@ -74,10 +79,10 @@ impl<'o> Vm<'o> {
             stack_start: 0,
             closure: None,
         });
-        Ok(vm)
+        vm
     }
 
-    pub fn empty(root_json: Json, root: Rc<Chunk>, opts: &'o ExecOptions) -> Self {
+    pub fn empty(root_json: Rc<Json>, root: Rc<Chunk>, opts: &'o ExecOptions) -> Self {
         Vm {
             rt: Runtime::new(opts.limits.memory_bytes, opts.trace_print),
             root_json,
@@ -96,7 +101,7 @@ impl<'o> Vm<'o> {
 
     pub fn restore(state: VmState, result: Json, opts: &'o ExecOptions) -> Result<Self, ExecError> {
         let root = Rc::new(decode_program(&state.bytecode).map_err(fail)?);
-        let mut vm = Vm::empty(state.bytecode.clone(), root, opts);
+        let mut vm = Vm::empty(Rc::new(state.bytecode.clone()), root, opts);
         state::restore_into(&mut vm, &state).map_err(fail)?;
         let v = json_to_value(&mut vm.rt.heap, &result);
         vm.stack.push(v);
@@ -268,7 +273,14 @@ impl<'o> Vm<'o> {
     }
 
     /// Calls a native function by name with popped arguments. `None` if there is none.
-    fn call_native(&mut self, name: &str, args: Vec<Value>) -> Option<Result<Value, VmError>> {
+    /// Calls a host function or a native standard library function. `spec` is `stl::spec(name)`
+    /// when the caller has already looked it up.
+    fn call_native(
+        &mut self,
+        name: &str,
+        args: Vec<Value>,
+        spec: Option<&'static stl::Spec>,
+    ) -> Option<Result<Value, VmError>> {
         if let Some(f) = self.opts.functions.get(name) {
             let json_args: Vec<Json> = args.iter().map(value_to_json).collect();
             return Some(match f(&json_args) {
@@ -276,7 +288,7 @@ impl<'o> Vm<'o> {
                 Err(e) => Err(VmError::exception(e)),
             });
         }
-        let spec = stl::spec(name)?;
+        let spec = spec.or_else(|| stl::spec(name))?;
         if args.len() < spec.min {
             return Some(Err(VmError::exception(format!(
                 "Function {name} requires at least {} arguments",
@@ -616,7 +628,6 @@ impl<'o> Vm<'o> {
                     self.pop()?;
                 }
                 Instr::CallGlobal(name, argc) => {
-                    self.check_time()?;
                     let argc = *argc;
                     if argc > self.stack.len() {
                         return Err(VmError::exception("Not enough arguments on the stack"));
@@ -625,9 +636,10 @@ impl<'o> Vm<'o> {
                         return Err(VmError::exception("Too many arguments"));
                     }
                     let name: &str = name;
-                    if self.opts.functions.contains_key(name) || stl::spec(name).is_some() {
+                    let spec = stl::spec(name);
+                    if spec.is_some() || self.opts.functions.contains_key(name) {
                         let args = self.pop_n(argc)?;
-                        if let Some(r) = self.call_native(name, args) {
+                        if let Some(r) = self.call_native(name, args, spec) {
                             let v = r?;
                             self.push(v)?;
                             continue;
@@ -662,7 +674,6 @@ impl<'o> Vm<'o> {
                     )));
                 }
                 Instr::CallLocal(argc) => {
-                    self.check_time()?;
                     let argc = *argc;
                     let callee = self.pop()?;
                     let Value::Closure(closure) = callee else {
@@ -711,8 +722,9 @@ impl<'o> Vm<'o> {
                                     args.push(Value::Null);
                                 }
                             }
-                            let r =
-                                self.call_native(&callable.name, args).unwrap_or_else(|| {
+                            let r = self
+                                .call_native(&callable.name, args, None)
+                                .unwrap_or_else(|| {
                                     Err(VmError::exception(format!(
                                         "Unsupported function call: {}",
                                         callable.name

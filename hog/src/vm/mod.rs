@@ -121,6 +121,31 @@ pub fn run(bytecode: &Json, options: &ExecOptions) -> Result<ExecResult, ExecErr
     exec::Vm::start(bytecode, options).and_then(|vm| vm.execute())
 }
 
+/// Bytecode decoded once, to be run many times (a transformation runs the same bytecode for every
+/// event). Running a `Program` skips decoding the JSON on each run; otherwise it is the same as
+/// [`run`].
+#[derive(Debug, Clone)]
+pub struct Program {
+    json: std::rc::Rc<Json>,
+    root: std::rc::Rc<crate::bytecode::Chunk>,
+}
+
+impl Program {
+    /// Decodes bytecode (`["_H", 1, ...]`).
+    pub fn new(bytecode: &Json) -> Result<Program, VmError> {
+        let root = crate::bytecode::decode_program(bytecode)?;
+        Ok(Program {
+            json: std::rc::Rc::new(bytecode.clone()),
+            root: std::rc::Rc::new(root),
+        })
+    }
+
+    /// Runs the program.
+    pub fn run(&self, options: &ExecOptions) -> Result<ExecResult, ExecError> {
+        exec::Vm::start_decoded(self.json.clone(), self.root.clone(), options).execute()
+    }
+}
+
 /// Resumes a suspended run, pushing `result` as the async function's return value.
 pub fn resume(
     state: VmState,

@@ -244,7 +244,7 @@ pub(super) fn capture(vm: &Vm<'_>) -> VmState {
         i += 1;
     }
     VmState {
-        bytecode: vm.root_json.clone(),
+        bytecode: (*vm.root_json).clone(),
         stack,
         frames,
         upvalues,
