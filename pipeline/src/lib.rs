@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod data_dir;
+pub mod definitions;
 pub mod event;
 pub mod events_index;
 pub mod identity;
