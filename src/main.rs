@@ -5,6 +5,7 @@ mod api;
 mod bench;
 mod cli;
 mod commands;
+mod flags_http;
 mod hog;
 mod serve;
 

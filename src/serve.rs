@@ -50,17 +50,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry: registry.clone(),
         transforms: Arc::new(Transforms::default()),
     });
+    let flags = Arc::new(
+        api::feature_flags::FlagCache::load(&store).context("compiling the feature flags")?,
+    );
     let state = Arc::new(AppState {
         store: store.clone(),
         registry,
         log: log.clone(),
         progress,
+        flags,
     });
     let app = Router::new()
         .route("/", get(|| async { "quill" }))
         .route("/_readiness", get(|| async { "ready" }))
         .route("/_liveness", get(|| async { "alive" }))
         .merge(capture::router(capture))
+        .merge(crate::flags_http::public_router(state.clone()))
         .merge(api::router(state));
 
     let listener = tokio::net::TcpListener::bind(args.bind)

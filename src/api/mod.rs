@@ -1,6 +1,7 @@
 //! The HTTP API under `/api`, authenticated with a personal API key (`Bearer phx_...`).
 
 mod events;
+pub mod feature_flags;
 mod persons;
 mod projects;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub log: Log,
     /// The materializer's cursor: derived state reflects the log below it.
     pub progress: watch::Receiver<u64>,
+    /// Each project's compiled feature flags.
+    pub flags: Arc<feature_flags::FlagCache>,
 }
 
 /// Longest a read waits for derived state to reflect what was acknowledged before it.
@@ -76,6 +79,17 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/projects/{project}/persons/{uuid}",
             get(persons::get_one).delete(persons::delete),
         )
+        .route(
+            "/api/projects/{project}/feature_flags",
+            get(feature_flags::list).post(feature_flags::create),
+        )
+        .route(
+            "/api/projects/{project}/feature_flags/{id}",
+            get(feature_flags::get_one)
+                .patch(feature_flags::update)
+                .delete(feature_flags::delete),
+        )
+        .merge(crate::flags_http::local_evaluation_routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_personal_key,
