@@ -275,7 +275,7 @@ fn flags_and_decide_versions_encodings_and_errors() {
     let raw = serde_json::to_vec(&body).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&raw);
     let form_b64 = format!("data={}", b64.replace('+', "%2B").replace('=', "%3D"));
-    let encodings: Vec<(String, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    let encodings: Vec<Encoded> = vec![
         (
             "/flags?v=2".into(),
             vec![("Content-Encoding", "gzip")],
@@ -343,6 +343,9 @@ fn flags_and_decide_versions_encodings_and_errors() {
         Some("https://app.example")
     );
 }
+
+/// A path, headers and body.
+type Encoded = (String, Vec<(&'static str, &'static str)>, Vec<u8>);
 
 fn urlencode(s: &str) -> String {
     s.bytes()
