@@ -1,0 +1,478 @@
+//! [`HogTransformation`]: one compiled hog function as a pipeline stage.
+//!
+//! Per event: skip events of other projects, events the filters reject and disabled functions;
+//! resolve the inputs; run the program with the globals `event` (PostHog's shape: `uuid`,
+//! `event`, `distinct_id`, `properties`, `timestamp` (ISO 8601), `elements_chain`), `inputs` and
+//! `project` (`{id}`); then apply the returned event's `event`, `distinct_id`, `properties` and
+//! `timestamp` (when it is a valid ISO 8601 time). `null` drops the event. An error, a timeout,
+//! an async call or a result that is not an event with a `properties` object passes the event
+//! on unchanged and goes to the function's logs. Every run's time goes to the [`Watcher`].
+//!
+//! Decoded programs are not `Send` (the VM uses `Rc`), so each thread decodes a function's
+//! bytecode once and keeps it in a thread-local cache keyed by the stage's instance id.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use quill_hog::{ExecOptions, Limits, Outcome as VmOutcome, Program};
+use quill_pipeline::event::Event;
+use quill_pipeline::transform::{Outcome, Transform};
+use serde_json::{json, Map, Value};
+
+use crate::function::CompiledFunction;
+use crate::host::Host;
+use crate::inputs::Inputs;
+use crate::logs::{FunctionKey, FunctionLogs};
+use crate::watcher::{State, Watcher, WatcherConfig};
+
+/// Most `print` lines kept in the logs per run.
+const MAX_PRINTS: usize = 10;
+
+/// What every transformation shares: the watcher, the logs and the host functions.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// Time budgets and function health.
+    pub watcher: Arc<Watcher>,
+    /// Each function's logs.
+    pub logs: Arc<FunctionLogs>,
+    /// Host functions (`geoipLookup`, ...).
+    pub host: Host,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new(WatcherConfig::default(), Host::default())
+    }
+}
+
+impl Runtime {
+    /// A runtime configured from the environment: `QUILL_GEOIP_DB` (a `.mmdb` file for
+    /// `geoipLookup`), `QUILL_HOG_TIMEOUT_MS` and `QUILL_HOG_BUDGET_MS` (the watcher's hard
+    /// timeout and free budget per run).
+    pub fn from_env() -> Result<Runtime, crate::host::GeoIpError> {
+        let mut config = WatcherConfig::default();
+        let ms = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(std::time::Duration::from_millis)
+        };
+        if let Some(t) = ms("QUILL_HOG_TIMEOUT_MS") {
+            config.timeout = t;
+        }
+        if let Some(b) = ms("QUILL_HOG_BUDGET_MS") {
+            config.budget = b;
+        }
+        let mut host = Host::default();
+        if let Some(path) = std::env::var_os("QUILL_GEOIP_DB").filter(|p| !p.is_empty()) {
+            host = host.with_geoip(std::path::Path::new(&path))?;
+            tracing::info!(path = %std::path::Path::new(&path).display(), "GeoIP database loaded");
+        }
+        Ok(Runtime::new(config, host))
+    }
+
+    /// A runtime with these watcher thresholds (whose `timeout` is the VM's hard limit).
+    pub fn new(config: WatcherConfig, host: Host) -> Runtime {
+        Runtime {
+            watcher: Arc::new(Watcher::new(config)),
+            logs: Arc::new(FunctionLogs::default()),
+            host,
+        }
+    }
+}
+
+/// A compiled hog function as a [`Transform`].
+pub struct HogTransformation {
+    key: FunctionKey,
+    name: String,
+    instance: u64,
+    function: Arc<CompiledFunction>,
+    runtime: Runtime,
+}
+
+static INSTANCES: AtomicU64 = AtomicU64::new(1);
+
+struct Loaded {
+    program: Program,
+    inputs: Option<Program>,
+    options: ExecOptions,
+}
+
+thread_local! {
+    static LOADED: RefCell<HashMap<u64, Loaded>> = RefCell::new(HashMap::new());
+}
+
+/// Thread-local programs kept before the cache is cleared (stale chains leave entries behind).
+const MAX_LOADED: usize = 1024;
+
+impl HogTransformation {
+    /// Function `id` of `project`.
+    pub fn new(
+        project: u32,
+        id: u64,
+        function: CompiledFunction,
+        runtime: Runtime,
+    ) -> HogTransformation {
+        HogTransformation {
+            key: (project, id),
+            name: format!("hog_function {id} ({})", function.spec.name),
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+            function: Arc::new(function),
+            runtime,
+        }
+    }
+
+    fn load(&self) -> Result<Loaded, String> {
+        let program = Program::new(&self.function.bytecode).map_err(|e| e.to_string())?;
+        let inputs = match &self.function.inputs {
+            Inputs::Templated(bc) => Some(Program::new(bc).map_err(|e| e.to_string())?),
+            Inputs::Static(_) => None,
+        };
+        let options = ExecOptions {
+            limits: Limits {
+                timeout: self.runtime.watcher.config().timeout,
+                ..Limits::default()
+            },
+            functions: self.runtime.host.functions(),
+            ..ExecOptions::default()
+        };
+        Ok(Loaded {
+            program,
+            inputs,
+            options,
+        })
+    }
+
+    fn log(&self, level: &'static str, message: String) {
+        self.runtime.logs.push(self.key, level, message);
+    }
+
+    /// Runs the function; `Err` is logged and leaves the event unchanged.
+    fn run(&self, loaded: &mut Loaded, event: &Event) -> Result<Value, String> {
+        let mut globals = Map::new();
+        globals.insert("event".into(), event_global(event));
+        globals.insert("project".into(), json!({"id": event.project}));
+        let inputs = match (&loaded.inputs, &self.function.inputs) {
+            (Some(program), _) => {
+                loaded.options.globals = Some(Value::Object(globals));
+                let result = program.run(&loaded.options);
+                let Some(Value::Object(g)) = loaded.options.globals.take() else {
+                    return Err("internal: globals lost".into());
+                };
+                globals = g;
+                match result {
+                    Ok(r) => match r.outcome {
+                        VmOutcome::Finished(v) => v,
+                        VmOutcome::Suspended { function, .. } => {
+                            return Err(format!("inputs: async function `{function}` is not allowed in a transformation"))
+                        }
+                    },
+                    Err(e) => return Err(format!("inputs: {}", quill_hog::format_error(&e.error))),
+                }
+            }
+            (None, Inputs::Static(v)) => v.clone(),
+            (None, Inputs::Templated(_)) => Value::Object(Map::new()),
+        };
+        globals.insert("inputs".into(), inputs);
+        loaded.options.globals = Some(Value::Object(globals));
+        let result = loaded.program.run(&loaded.options);
+        loaded.options.globals = None;
+        match result {
+            Ok(r) => {
+                for line in r.stdout.into_iter().take(MAX_PRINTS) {
+                    self.log("info", line);
+                }
+                match r.outcome {
+                    VmOutcome::Finished(v) => Ok(v),
+                    VmOutcome::Suspended { function, .. } => Err(format!(
+                        "async function `{function}` is not allowed in a transformation"
+                    )),
+                }
+            }
+            Err(e) => {
+                for line in e.stdout.into_iter().take(MAX_PRINTS) {
+                    self.log("info", line);
+                }
+                Err(quill_hog::format_error(&e.error))
+            }
+        }
+    }
+}
+
+impl Transform for HogTransformation {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn apply(&self, event: Event) -> Outcome {
+        if event.project != self.key.0 || !self.function.filters.matches(&event) {
+            return Outcome::Keep(event);
+        }
+        let started = Instant::now();
+        if self.runtime.watcher.state(self.key, started).is_disabled() {
+            return Outcome::Keep(event);
+        }
+        let result = LOADED.with(|cell| {
+            let mut cache = cell.borrow_mut();
+            if !cache.contains_key(&self.instance) {
+                if cache.len() >= MAX_LOADED {
+                    cache.clear();
+                }
+                cache.insert(self.instance, self.load()?);
+            }
+            match cache.get_mut(&self.instance) {
+                Some(loaded) => self.run(loaded, &event),
+                None => Err("internal: program cache".into()),
+            }
+        });
+        let finished = Instant::now();
+        if let Some(state) = self
+            .runtime
+            .watcher
+            .record(self.key, finished - started, finished)
+        {
+            let level = if state == State::Healthy {
+                "info"
+            } else {
+                "warn"
+            };
+            self.log(
+                level,
+                format!(
+                    "function is now {state:?} (took {:.1} ms, budget {} ms)",
+                    (finished - started).as_secs_f64() * 1000.0,
+                    self.runtime.watcher.config().budget.as_millis()
+                ),
+            );
+            tracing::warn!(
+                project = self.key.0,
+                function = self.key.1,
+                ?state,
+                "hog function state changed"
+            );
+        }
+        match result {
+            Ok(Value::Null) => Outcome::Drop,
+            Ok(returned) => match apply_result(event.clone(), returned) {
+                Ok(next) => Outcome::Keep(next),
+                Err(message) => {
+                    self.log("error", message);
+                    Outcome::Keep(event)
+                }
+            },
+            Err(message) => {
+                tracing::debug!(project = self.key.0, function = self.key.1, %message, "hog transformation failed; event passed on unchanged");
+                self.log("error", format!("Error executing function: {message}"));
+                Outcome::Keep(event)
+            }
+        }
+    }
+}
+
+/// ISO 8601 with milliseconds, as PostHog formats event timestamps.
+fn iso(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// The `event` global.
+pub fn event_global(event: &Event) -> Value {
+    let elements_chain = event
+        .properties
+        .get("$elements_chain")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let url = event
+        .properties
+        .get("$current_url")
+        .cloned()
+        .unwrap_or(Value::Null);
+    json!({
+        "uuid": event.uuid.to_string(),
+        "event": event.event,
+        "distinct_id": event.distinct_id,
+        "properties": Value::Object(event.properties.clone()),
+        "elements_chain": elements_chain,
+        "timestamp": iso(event.timestamp_us),
+        "url": url,
+    })
+}
+
+/// Applies a returned event; `Err` names what is invalid.
+fn apply_result(mut event: Event, returned: Value) -> Result<Event, String> {
+    let Value::Object(mut fields) = returned else {
+        return Err(format!(
+            "Invalid result: a transformation returns an event or null, not {}",
+            kind(&returned)
+        ));
+    };
+    let Some(Value::Object(properties)) = fields.remove("properties") else {
+        return Err("Invalid result: the returned event has no `properties` object".into());
+    };
+    if let Some(name) = fields.get("event") {
+        match name.as_str() {
+            Some(s) if !s.is_empty() => event.event = s.to_string(),
+            _ => return Err("Invalid result: `event` must be a non-empty string".into()),
+        }
+    }
+    if let Some(id) = fields.get("distinct_id") {
+        match id {
+            Value::String(s) if !s.trim().is_empty() => {
+                event.distinct_id = s.chars().take(200).collect()
+            }
+            Value::Number(n) => event.distinct_id = n.to_string(),
+            _ => return Err("Invalid result: `distinct_id` must be a non-empty string".into()),
+        }
+    }
+    if let Some(Value::String(ts)) = fields.get("timestamp") {
+        if *ts != iso(event.timestamp_us) {
+            match chrono::DateTime::parse_from_rfc3339(ts) {
+                Ok(t) => event.timestamp_us = t.timestamp_micros(),
+                Err(_) => {
+                    return Err(format!(
+                        "Invalid result: `timestamp` `{ts}` is not an ISO 8601 time"
+                    ))
+                }
+            }
+        }
+    }
+    event.properties = properties;
+    Ok(event)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::function::FunctionSpec;
+    use std::time::Duration;
+
+    fn stage(hog: &str, extra: Value) -> (HogTransformation, Runtime) {
+        let mut body = json!({"type": "transformation", "name": "t", "hog": hog});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let spec = FunctionSpec::from_json(&body).unwrap();
+        let runtime = Runtime::new(
+            WatcherConfig {
+                timeout: Duration::from_millis(50),
+                ..WatcherConfig::default()
+            },
+            Host::default(),
+        );
+        (
+            HogTransformation::new(1, 7, spec.compile().unwrap(), runtime.clone()),
+            runtime,
+        )
+    }
+
+    fn event() -> Event {
+        Event {
+            uuid: Default::default(),
+            project: 1,
+            event: "$pageview".into(),
+            distinct_id: "user".into(),
+            properties: json!({"email": "a@b.c", "$current_url": "https://x.io/?q=1"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            timestamp_us: 1_700_000_000_123_456,
+            received_us: 0,
+        }
+    }
+
+    fn kept(o: Outcome) -> Event {
+        match o {
+            Outcome::Keep(e) => e,
+            Outcome::Drop => panic!("dropped"),
+        }
+    }
+
+    #[test]
+    fn returns_the_new_event() {
+        let (s, _) = stage(
+            "let e := event\ne.properties.email := sha256Hex(concat(inputs.salt, e.properties.email))\ne.event := 'renamed'\ne.distinct_id := 'other'\nreturn e",
+            json!({"inputs": {"salt": {"value": "s"}}}),
+        );
+        let out = kept(s.apply(event()));
+        assert_eq!(out.event, "renamed");
+        assert_eq!(out.distinct_id, "other");
+        assert_eq!(out.properties["email"].as_str().unwrap().len(), 64);
+        assert_eq!(
+            out.timestamp_us,
+            event().timestamp_us,
+            "timestamp kept exactly"
+        );
+    }
+
+    #[test]
+    fn null_drops_and_filters_select() {
+        let (s, _) = stage(
+            "return null",
+            json!({"filters": {"events": [{"id": "$pageview"}]}}),
+        );
+        assert_eq!(s.apply(event()), Outcome::Drop);
+        let mut other = event();
+        other.event = "$identify".into();
+        assert!(matches!(s.apply(other), Outcome::Keep(_)));
+        let mut foreign = event();
+        foreign.project = 2;
+        assert!(matches!(s.apply(foreign), Outcome::Keep(_)));
+    }
+
+    #[test]
+    fn errors_and_invalid_results_pass_unchanged_and_are_logged() {
+        for (hog, needle) in [
+            ("throw Error('boom')", "boom"),
+            (
+                "let i := 0\nlet a := [1]\nreturn a[i]",
+                "Error executing function",
+            ),
+            ("return 'x'", "Invalid result"),
+            ("return {'event': 'x'}", "properties"),
+            ("while (true) { let a := 1 }", "timed out"),
+        ] {
+            let (s, runtime) = stage(hog, json!({}));
+            let out = kept(s.apply(event()));
+            assert_eq!(out, event(), "{hog}");
+            let logs = runtime.logs.recent((1, 7), 10);
+            assert!(
+                logs.iter()
+                    .any(|l| l.level == "error" && l.message.contains(needle)),
+                "{hog}: {logs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn timestamp_changes_apply() {
+        let (s, _) = stage(
+            "let e := event\ne.timestamp := '2024-01-02T03:04:05.000Z'\nreturn e",
+            json!({}),
+        );
+        let out = kept(s.apply(event()));
+        assert_eq!(out.timestamp_us, 1_704_164_645_000_000);
+    }
+
+    #[test]
+    fn prints_go_to_the_logs() {
+        let (s, runtime) = stage("print(f'seen {event.event}')\nreturn event", json!({}));
+        kept(s.apply(event()));
+        assert_eq!(runtime.logs.recent((1, 7), 1)[0].message, "seen $pageview");
+    }
+}
