@@ -45,10 +45,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .spawn(move || materializer.run(progress_tx, stop))?
     };
 
+    let transforms = Arc::new(Transforms::default());
+    let hog_functions = Arc::new(
+        quill_transforms::HogFunctions::load(
+            store.clone(),
+            transforms.clone(),
+            quill_transforms::Runtime::from_env().context("configuring transformations")?,
+        )
+        .context("loading the hog functions")?,
+    );
     let capture = Arc::new(Capture {
         log: log.clone(),
         registry: registry.clone(),
-        transforms: Arc::new(Transforms::default()),
+        transforms,
     });
     let flags = Arc::new(
         api::feature_flags::FlagCache::load(&store).context("compiling the feature flags")?,
@@ -59,6 +68,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         log: log.clone(),
         progress,
         flags,
+        hog_functions,
     });
     let app = Router::new()
         .route("/", get(|| async { "quill" }))

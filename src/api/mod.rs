@@ -2,6 +2,7 @@
 
 mod events;
 pub mod feature_flags;
+pub mod hog_functions;
 mod persons;
 mod projects;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub progress: watch::Receiver<u64>,
     /// Each project's compiled feature flags.
     pub flags: Arc<feature_flags::FlagCache>,
+    /// Hog transformations: definitions, logs, and the live chain capture runs.
+    pub hog_functions: hog_functions::Functions,
 }
 
 /// Longest a read waits for derived state to reflect what was acknowledged before it.
@@ -89,6 +92,21 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .patch(feature_flags::update)
                 .delete(feature_flags::delete),
         )
+        .route(
+            "/api/projects/{project}/hog_functions",
+            get(hog_functions::list).post(hog_functions::create),
+        )
+        .route(
+            "/api/projects/{project}/hog_functions/{id}",
+            get(hog_functions::get_one)
+                .patch(hog_functions::update)
+                .delete(hog_functions::delete),
+        )
+        .route(
+            "/api/projects/{project}/hog_functions/{id}/logs",
+            get(hog_functions::logs),
+        )
+        .route("/api/hog_function_templates", get(hog_functions::templates))
         .merge(crate::flags_http::local_evaluation_routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
