@@ -31,14 +31,16 @@ pub struct Event {
 }
 
 impl Event {
-    /// The form the log stores.
-    pub fn to_stored(&self) -> StoredEvent {
+    /// The form the log stores. Consumes the event so that no string is copied twice.
+    pub fn into_stored(self) -> StoredEvent {
+        // Serializing a map of JSON values cannot fail: keys are strings, numbers are finite.
+        let properties = serde_json::to_string(&self.properties).unwrap_or_else(|_| "{}".into());
         StoredEvent {
             uuid: *self.uuid.as_bytes(),
             project: self.project,
-            event: self.event.clone(),
-            distinct_id: self.distinct_id.clone(),
-            properties: Value::Object(self.properties.clone()).to_string(),
+            event: self.event,
+            distinct_id: self.distinct_id,
+            properties,
             timestamp_us: self.timestamp_us,
             received_us: self.received_us,
         }

@@ -69,7 +69,7 @@ impl Materializer {
             for (offset, record) in &batch.records {
                 match record {
                     Record::Event(event) => {
-                        let props = event.properties_map();
+                        let props = identity::identity_properties(&event.properties);
                         identity::apply_event(&mut persons, &mut groups, event, &props)?;
                         index.add(*offset, event)?;
                     }

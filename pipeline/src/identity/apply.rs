@@ -8,6 +8,51 @@ use super::persons::{Person, PersonWriter};
 use crate::event::StoredEvent;
 use crate::store::StoreError;
 
+/// The only properties identity reads. Deserializing into this skips every other property
+/// without allocating, which matters because the materializer sees every event.
+#[derive(Debug, Default, serde::Deserialize)]
+struct IdentityKeys {
+    #[serde(rename = "$set")]
+    set: Option<Value>,
+    #[serde(rename = "$set_once")]
+    set_once: Option<Value>,
+    #[serde(rename = "$unset")]
+    unset: Option<Value>,
+    #[serde(rename = "$anon_distinct_id")]
+    anon_distinct_id: Option<Value>,
+    alias: Option<Value>,
+    #[serde(rename = "$group_type")]
+    group_type: Option<Value>,
+    #[serde(rename = "$group_key")]
+    group_key: Option<Value>,
+    #[serde(rename = "$group_set")]
+    group_set: Option<Value>,
+    #[serde(rename = "$process_person_profile")]
+    process_person_profile: Option<Value>,
+}
+
+/// The identity-relevant properties of a stored event, as a map [`apply_event`] takes.
+pub fn identity_properties(properties_json: &str) -> Map<String, Value> {
+    let keys: IdentityKeys = serde_json::from_str(properties_json).unwrap_or_default();
+    let mut map = Map::new();
+    for (name, value) in [
+        ("$set", keys.set),
+        ("$set_once", keys.set_once),
+        ("$unset", keys.unset),
+        ("$anon_distinct_id", keys.anon_distinct_id),
+        ("alias", keys.alias),
+        ("$group_type", keys.group_type),
+        ("$group_key", keys.group_key),
+        ("$group_set", keys.group_set),
+        ("$process_person_profile", keys.process_person_profile),
+    ] {
+        if let Some(value) = value {
+            map.insert(name.to_string(), value);
+        }
+    }
+    map
+}
+
 /// How two distinct ids are being linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Link {
@@ -201,6 +246,18 @@ fn json_key(value: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn identity_properties_keep_only_what_identity_reads() {
+        let props = identity_properties(
+            r#"{"$current_url":"x","$set":{"a":1},"alias":"b","$process_person_profile":false}"#,
+        );
+        assert_eq!(
+            Value::Object(props),
+            json!({"$set": {"a": 1}, "alias": "b", "$process_person_profile": false})
+        );
+        assert!(identity_properties("not json").is_empty());
+    }
 
     #[test]
     fn set_once_never_overwrites_and_unset_removes() {

@@ -15,7 +15,7 @@ mod apply;
 mod groups;
 mod persons;
 
-pub use apply::apply_event;
+pub use apply::{apply_event, identity_properties};
 pub use groups::{get_group, group_types, Group, GroupWriter, MAX_GROUP_TYPES};
 pub use persons::{person_uuid, Person, PersonReader, PersonWriter};
 

@@ -82,7 +82,7 @@ impl Capture {
             let Some(event) = chain.apply(event) else {
                 continue;
             };
-            let stored = event.to_stored();
+            let stored = event.into_stored();
             if stored.properties.len() + stored.event.len() + stored.distinct_id.len()
                 > MAX_EVENT_BYTES
             {
