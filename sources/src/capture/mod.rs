@@ -77,12 +77,18 @@ impl Capture {
         let received = payload.events.len();
         let chain = self.transforms.current();
         let mut batch = AppendBatch::new();
-        for (index, raw) in payload.events.into_iter().enumerate() {
-            let event = normalize(index, raw, &ctx)?;
-            let Some(event) = chain.apply(event) else {
-                continue;
+        for (index, parsed) in payload.events.iter().enumerate() {
+            let normalized = normalize(index, parsed, &ctx)?;
+            // Without transformations the properties never become a map: they go to the log as
+            // the client sent them (plus `$ip`).
+            let stored = if chain.is_empty() {
+                normalized.into_stored(&ctx)
+            } else {
+                match chain.apply(normalized.into_event(&ctx)) {
+                    Some(event) => event.into_stored(),
+                    None => continue,
+                }
             };
-            let stored = event.into_stored();
             if stored.properties.len() + stored.event.len() + stored.distinct_id.len()
                 > MAX_EVENT_BYTES
             {

@@ -1,11 +1,13 @@
 //! One raw event object → a validated [`Event`]: distinct id rules, timestamp resolution, uuid.
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
-use quill_pipeline::event::{Event, ProjectId};
+use quill_pipeline::event::{Event, ProjectId, StoredEvent};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::error::CaptureError;
+use super::payload::ParsedEvent;
 
 /// A single event over this size is refused.
 pub const MAX_EVENT_BYTES: usize = 1_000_000;
@@ -29,22 +31,69 @@ pub struct Context {
     pub engage: bool,
 }
 
+/// A validated event whose properties are still JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalized {
+    /// The event's uuid (generated when the client sent none).
+    pub uuid: Uuid,
+    /// The event name.
+    pub event: String,
+    /// The normalized distinct id.
+    pub distinct_id: String,
+    /// The properties object as JSON text, with `$ip` and top-level `$set`/`$set_once` merged in.
+    pub properties: String,
+    /// The resolved timestamp, µs since the epoch.
+    pub timestamp_us: i64,
+}
+
+impl Normalized {
+    /// The stored form, for when no transformation needs the properties as a map.
+    pub fn into_stored(self, ctx: &Context) -> StoredEvent {
+        StoredEvent {
+            uuid: *self.uuid.as_bytes(),
+            project: ctx.project,
+            event: self.event,
+            distinct_id: self.distinct_id,
+            properties: self.properties,
+            timestamp_us: self.timestamp_us,
+            received_us: ctx.now_us,
+        }
+    }
+
+    /// The in-memory form transformations work on.
+    pub fn into_event(self, ctx: &Context) -> Event {
+        let properties = match serde_json::from_str::<Value>(&self.properties) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        Event {
+            uuid: self.uuid,
+            project: ctx.project,
+            event: self.event,
+            distinct_id: self.distinct_id,
+            properties,
+            timestamp_us: self.timestamp_us,
+            received_us: ctx.now_us,
+        }
+    }
+}
+
+fn small_value(raw: Option<&RawValue>) -> Option<Value> {
+    raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+        .filter(|v| !v.is_null())
+}
+
 /// Validates and normalizes the event at `index`.
 pub fn normalize(
     index: usize,
-    mut raw: Map<String, Value>,
+    parsed: &ParsedEvent<'_>,
     ctx: &Context,
-) -> Result<Event, CaptureError> {
-    let event = match raw.remove("event") {
+) -> Result<Normalized, CaptureError> {
+    let raw = &parsed.fields;
+    let event = match small_value(raw.event) {
         Some(Value::String(name)) if !name.is_empty() => name,
-        None | Some(Value::Null) if ctx.engage => "$identify".to_string(),
-        None | Some(Value::Null) => {
-            return Err(CaptureError::MissingField {
-                index,
-                field: "event",
-            })
-        }
-        Some(Value::String(_)) => {
+        None if ctx.engage => "$identify".to_string(),
+        None | Some(Value::String(_)) => {
             return Err(CaptureError::MissingField {
                 index,
                 field: "event",
@@ -58,9 +107,9 @@ pub fn normalize(
             })
         }
     };
-    let mut properties = match raw.remove("properties") {
-        Some(Value::Object(map)) => map,
-        None | Some(Value::Null) => Map::new(),
+    let properties_text = match raw.properties.filter(|p| p.get() != "null") {
+        Some(p) if p.get().starts_with('{') => Some(p.get()),
+        None => None,
         Some(_) => {
             return Err(CaptureError::InvalidField {
                 index,
@@ -69,23 +118,31 @@ pub fn normalize(
             })
         }
     };
-    let distinct_id = raw
-        .remove("distinct_id")
-        .or_else(|| raw.remove("$distinct_id"))
-        .filter(|v| !v.is_null())
+    let full_properties = || -> Map<String, Value> {
+        match properties_text.map(serde_json::from_str::<Value>) {
+            Some(Ok(Value::Object(map))) => map,
+            _ => Map::new(),
+        }
+    };
+    let distinct_id = small_value(raw.distinct_id)
+        .or_else(|| small_value(raw.legacy_distinct_id))
         .or_else(|| {
-            properties
-                .get("distinct_id")
-                .filter(|v| !v.is_null())
-                .cloned()
+            if parsed.peek_failed {
+                full_properties()
+                    .get("distinct_id")
+                    .filter(|v| !v.is_null())
+                    .cloned()
+            } else {
+                small_value(parsed.peek.distinct_id)
+            }
         })
         .and_then(|v| normalize_distinct_id(&v))
         .ok_or(CaptureError::MissingField {
             index,
             field: "distinct_id",
         })?;
-    let uuid = match raw.remove("uuid") {
-        None | Some(Value::Null) => Uuid::now_v7(),
+    let uuid = match small_value(raw.uuid) {
+        None => Uuid::now_v7(),
         Some(Value::String(s)) if s.is_empty() => Uuid::now_v7(),
         Some(Value::String(s)) => Uuid::parse_str(&s).map_err(|e| CaptureError::InvalidField {
             index,
@@ -100,11 +157,11 @@ pub fn normalize(
             })
         }
     };
-    let timestamp = match raw.get("timestamp") {
-        None | Some(Value::Null) => None,
+    let timestamp = match small_value(raw.timestamp) {
+        None => None,
         Some(Value::String(s)) => {
             Some(
-                parse_timestamp(s).ok_or_else(|| CaptureError::InvalidField {
+                parse_timestamp(&s).ok_or_else(|| CaptureError::InvalidField {
                     index,
                     field: "timestamp",
                     detail: format!(
@@ -122,15 +179,22 @@ pub fn normalize(
             })
         }
     };
-    let offset_ms = match raw.get("offset") {
-        None | Some(Value::Null) => None,
+    let offset_ms = match small_value(raw.offset) {
+        None => None,
         Some(v) => Some(v.as_i64().ok_or_else(|| CaptureError::InvalidField {
             index,
             field: "offset",
             detail: "must be an integer number of milliseconds".into(),
         })?),
     };
-    let ignore_sent_at = properties.get("$ignore_sent_at") == Some(&Value::Bool(true));
+    let ignore_sent_at = if parsed.peek_failed {
+        full_properties().get("$ignore_sent_at") == Some(&Value::Bool(true))
+    } else {
+        parsed
+            .peek
+            .ignore_sent_at
+            .is_some_and(|v| v.get() == "true")
+    };
     let timestamp_us = resolve_timestamp(
         ctx.now_us,
         timestamp,
@@ -138,33 +202,55 @@ pub fn normalize(
         ctx.sent_at_us.filter(|_| !ignore_sent_at),
     );
 
-    // Top-level person updates are kept with the event's own, the top level winning.
-    for key in ["$set", "$set_once"] {
-        if let Some(Value::Object(top)) = raw.remove(key) {
-            let slot = properties
-                .entry(key)
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(inner) = slot {
-                inner.extend(top);
-            } else {
-                *slot = Value::Object(top);
+    let top_level_updates = small_value(raw.set).is_some() || small_value(raw.set_once).is_some();
+    let properties = if top_level_updates || parsed.peek_failed {
+        let mut map = full_properties();
+        // Top-level person updates are kept with the event's own, the top level winning.
+        for (key, top) in [
+            ("$set", small_value(raw.set)),
+            ("$set_once", small_value(raw.set_once)),
+        ] {
+            if let Some(Value::Object(top)) = top {
+                let slot = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(inner) = slot {
+                    inner.extend(top);
+                } else {
+                    *slot = Value::Object(top);
+                }
             }
         }
-    }
-    if let Some(ip) = &ctx.ip {
-        properties
-            .entry("$ip")
-            .or_insert_with(|| Value::String(ip.clone()));
-    }
-    Ok(Event {
+        if let Some(ip) = &ctx.ip {
+            map.entry("$ip")
+                .or_insert_with(|| Value::String(ip.clone()));
+        }
+        serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
+    } else {
+        with_ip(
+            properties_text.unwrap_or("{}"),
+            ctx.ip.as_deref().filter(|_| parsed.peek.ip.is_none()),
+        )
+    };
+    Ok(Normalized {
         uuid,
-        project: ctx.project,
         event,
         distinct_id,
         properties,
         timestamp_us,
-        received_us: ctx.now_us,
     })
+}
+
+/// Adds `"$ip"` to an object's JSON text without parsing it. The text is a valid JSON object.
+fn with_ip(object: &str, ip: Option<&str>) -> String {
+    let Some(ip) = ip else {
+        return object.to_string();
+    };
+    let ip = Value::String(ip.to_string()).to_string();
+    let inner = object.trim()[1..].trim_start();
+    if inner.starts_with('}') {
+        format!("{{\"$ip\":{ip}}}")
+    } else {
+        format!("{{\"$ip\":{ip},{inner}")
+    }
 }
 
 /// Stringifies a distinct id, replaces NULs and truncates it; empty means missing.
@@ -248,8 +334,15 @@ mod tests {
         }
     }
 
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    /// Normalizes one event given as JSON.
+    fn norm(index: usize, event: Value, ctx: &Context) -> Result<Normalized, CaptureError> {
+        let text = format!(r#"{{"api_key":"phc_x","batch":[{event}]}}"#);
+        let payload = super::super::payload::parse(&text).unwrap();
+        normalize(index, &payload.events[0], ctx)
+    }
+
+    fn props_of(n: &Normalized) -> Value {
+        serde_json::from_str(&n.properties).unwrap()
     }
 
     #[test]
@@ -291,17 +384,54 @@ mod tests {
 
     #[test]
     fn top_level_set_merges_into_properties_and_ip_is_recorded() {
-        let raw = obj(
-            json!({"event": "$identify", "distinct_id": "u", "$set": {"a": 1}, "properties": {"$set": {"a": 0, "b": 2}}}),
-        );
-        let e = normalize(0, raw, &ctx()).unwrap();
+        let raw = json!({"event": "$identify", "distinct_id": "u", "$set": {"a": 1}, "properties": {"$set": {"a": 0, "b": 2}}});
+        let e = norm(0, raw, &ctx()).unwrap().into_event(&ctx());
         assert_eq!(e.properties["$set"], json!({"a": 1, "b": 2}));
         assert_eq!(e.properties["$ip"], json!("127.0.0.1"));
     }
 
     #[test]
+    fn the_fast_path_adds_ip_without_reparsing_and_keeps_an_existing_one() {
+        let props = |v: Value| {
+            props_of(
+                &norm(
+                    0,
+                    json!({"event": "e", "distinct_id": "u", "properties": v}),
+                    &ctx(),
+                )
+                .unwrap(),
+            )
+        };
+        assert_eq!(props(json!({})), json!({"$ip": "127.0.0.1"}));
+        assert_eq!(
+            props(json!({"a": [1, {"b": null}]})),
+            json!({"$ip": "127.0.0.1", "a": [1, {"b": null}]})
+        );
+        assert_eq!(
+            props(json!({"$ip": "10.0.0.1"})),
+            json!({"$ip": "10.0.0.1"})
+        );
+        let from_props = norm(
+            0,
+            json!({"event": "e", "properties": {"distinct_id": "p"}}),
+            &ctx(),
+        )
+        .unwrap();
+        assert_eq!(from_props.distinct_id, "p");
+        // Duplicate keys defeat the peek; the full parse takes the last value, as JSON parsers do.
+        let dup = r#"{"api_key":"phc_x","batch":[{"event":"e","properties":{"distinct_id":"a","distinct_id":"b"}}]}"#;
+        let payload = super::super::payload::parse(dup).unwrap();
+        assert_eq!(
+            normalize(0, &payload.events[0], &ctx())
+                .unwrap()
+                .distinct_id,
+            "b"
+        );
+    }
+
+    #[test]
     fn errors_name_the_index_and_field() {
-        let err = normalize(3, obj(json!({"event": "e"})), &ctx()).unwrap_err();
+        let err = norm(3, json!({"event": "e"}), &ctx()).unwrap_err();
         assert_eq!(
             err,
             CaptureError::MissingField {
@@ -309,9 +439,9 @@ mod tests {
                 field: "distinct_id"
             }
         );
-        let err = normalize(
+        let err = norm(
             1,
-            obj(json!({"event": "e", "distinct_id": "d", "timestamp": "yesterday"})),
+            json!({"event": "e", "distinct_id": "d", "timestamp": "yesterday"}),
             &ctx(),
         )
         .unwrap_err();
@@ -323,12 +453,25 @@ mod tests {
                 ..
             }
         ));
+        let err = norm(
+            0,
+            json!({"event": "e", "distinct_id": "d", "properties": [1]}),
+            &ctx(),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            CaptureError::InvalidField {
+                field: "properties",
+                ..
+            }
+        ));
         let engage = Context {
             engage: true,
             ..ctx()
         };
         assert_eq!(
-            normalize(0, obj(json!({"$distinct_id": "d"})), &engage)
+            norm(0, json!({"$distinct_id": "d"}), &engage)
                 .unwrap()
                 .event,
             "$identify"
