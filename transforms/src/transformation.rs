@@ -151,35 +151,46 @@ impl HogTransformation {
     }
 
     /// Runs the function; `Err` is logged and leaves the event unchanged.
-    fn run(&self, loaded: &mut Loaded, event: &Event) -> Result<Value, String> {
+    fn run(&self, loaded: &mut Loaded, event: &mut Event) -> Result<Value, String> {
+        // The properties move into the globals for the run and back afterwards: the VM only
+        // reads its globals, so no copy of the properties is needed.
+        let properties = std::mem::take(&mut event.properties);
         let mut globals = Map::new();
-        globals.insert("event".into(), event_global(event));
+        globals.insert("event".into(), event_global_with(event, properties));
         globals.insert("project".into(), json!({"id": event.project}));
-        let inputs = match (&loaded.inputs, &self.function.inputs) {
-            (Some(program), _) => {
-                loaded.options.globals = Some(Value::Object(globals));
-                let result = program.run(&loaded.options);
-                let Some(Value::Object(g)) = loaded.options.globals.take() else {
-                    return Err("internal: globals lost".into());
-                };
-                globals = g;
-                match result {
-                    Ok(r) => match r.outcome {
-                        VmOutcome::Finished(v) => v,
-                        VmOutcome::Suspended { function, .. } => {
-                            return Err(format!("inputs: async function `{function}` is not allowed in a transformation"))
-                        }
-                    },
-                    Err(e) => return Err(format!("inputs: {}", quill_hog::format_error(&e.error))),
+        let result = self.run_with(loaded, globals);
+        if let Some(Value::Object(mut g)) = loaded.options.globals.take() {
+            if let Some(Value::Object(mut e)) = g.remove("event") {
+                if let Some(Value::Object(p)) = e.remove("properties") {
+                    event.properties = p;
                 }
             }
+        }
+        result
+    }
+
+    /// Runs the inputs, then the program, with `globals` left in `loaded.options.globals`.
+    fn run_with(&self, loaded: &mut Loaded, globals: Map<String, Value>) -> Result<Value, String> {
+        loaded.options.globals = Some(Value::Object(globals));
+        let inputs = match (&loaded.inputs, &self.function.inputs) {
+            (Some(program), _) => match program.run(&loaded.options) {
+                Ok(r) => match r.outcome {
+                    VmOutcome::Finished(v) => v,
+                    VmOutcome::Suspended { function, .. } => {
+                        return Err(format!(
+                            "inputs: async function `{function}` is not allowed in a transformation"
+                        ))
+                    }
+                },
+                Err(e) => return Err(format!("inputs: {}", quill_hog::format_error(&e.error))),
+            },
             (None, Inputs::Static(v)) => v.clone(),
             (None, Inputs::Templated(_)) => Value::Object(Map::new()),
         };
-        globals.insert("inputs".into(), inputs);
-        loaded.options.globals = Some(Value::Object(globals));
+        if let Some(Value::Object(g)) = loaded.options.globals.as_mut() {
+            g.insert("inputs".into(), inputs);
+        }
         let result = loaded.program.run(&loaded.options);
-        loaded.options.globals = None;
         match result {
             Ok(r) => {
                 for line in r.stdout.into_iter().take(MAX_PRINTS) {
@@ -207,7 +218,7 @@ impl Transform for HogTransformation {
         &self.name
     }
 
-    fn apply(&self, event: Event) -> Outcome {
+    fn apply(&self, mut event: Event) -> Outcome {
         if event.project != self.key.0 || !self.function.filters.matches(&event) {
             return Outcome::Keep(event);
         }
@@ -224,7 +235,7 @@ impl Transform for HogTransformation {
                 cache.insert(self.instance, self.load()?);
             }
             match cache.get_mut(&self.instance) {
-                Some(loaded) => self.run(loaded, &event),
+                Some(loaded) => self.run(loaded, &mut event),
                 None => Err("internal: program cache".into()),
             }
         });
@@ -256,13 +267,12 @@ impl Transform for HogTransformation {
         }
         match result {
             Ok(Value::Null) => Outcome::Drop,
-            Ok(returned) => match apply_result(event.clone(), returned) {
-                Ok(next) => Outcome::Keep(next),
-                Err(message) => {
+            Ok(returned) => {
+                if let Err(message) = apply_result(&mut event, returned) {
                     self.log("error", message);
-                    Outcome::Keep(event)
                 }
-            },
+                Outcome::Keep(event)
+            }
             Err(message) => {
                 tracing::debug!(project = self.key.0, function = self.key.1, %message, "hog transformation failed; event passed on unchanged");
                 self.log("error", format!("Error executing function: {message}"));
@@ -281,14 +291,17 @@ fn iso(us: i64) -> String {
 
 /// The `event` global.
 pub fn event_global(event: &Event) -> Value {
-    let elements_chain = event
-        .properties
+    event_global_with(event, event.properties.clone())
+}
+
+/// The `event` global, with the event's properties given separately.
+fn event_global_with(event: &Event, properties: Map<String, Value>) -> Value {
+    let elements_chain = properties
         .get("$elements_chain")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let url = event
-        .properties
+    let url = properties
         .get("$current_url")
         .cloned()
         .unwrap_or(Value::Null);
@@ -296,15 +309,15 @@ pub fn event_global(event: &Event) -> Value {
         "uuid": event.uuid.to_string(),
         "event": event.event,
         "distinct_id": event.distinct_id,
-        "properties": Value::Object(event.properties.clone()),
+        "properties": Value::Object(properties),
         "elements_chain": elements_chain,
         "timestamp": iso(event.timestamp_us),
         "url": url,
     })
 }
 
-/// Applies a returned event; `Err` names what is invalid.
-fn apply_result(mut event: Event, returned: Value) -> Result<Event, String> {
+/// Applies a returned event; `Err` names what is invalid and leaves the event unchanged.
+fn apply_result(event: &mut Event, returned: Value) -> Result<(), String> {
     let Value::Object(mut fields) = returned else {
         return Err(format!(
             "Invalid result: a transformation returns an event or null, not {}",
@@ -314,25 +327,22 @@ fn apply_result(mut event: Event, returned: Value) -> Result<Event, String> {
     let Some(Value::Object(properties)) = fields.remove("properties") else {
         return Err("Invalid result: the returned event has no `properties` object".into());
     };
-    if let Some(name) = fields.get("event") {
-        match name.as_str() {
-            Some(s) if !s.is_empty() => event.event = s.to_string(),
-            _ => return Err("Invalid result: `event` must be a non-empty string".into()),
-        }
-    }
-    if let Some(id) = fields.get("distinct_id") {
-        match id {
-            Value::String(s) if !s.trim().is_empty() => {
-                event.distinct_id = s.chars().take(200).collect()
-            }
-            Value::Number(n) => event.distinct_id = n.to_string(),
-            _ => return Err("Invalid result: `distinct_id` must be a non-empty string".into()),
-        }
-    }
+    let name = match fields.get("event") {
+        None => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(_) => return Err("Invalid result: `event` must be a non-empty string".into()),
+    };
+    let distinct_id = match fields.get("distinct_id") {
+        None => None,
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.chars().take(200).collect()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(_) => return Err("Invalid result: `distinct_id` must be a non-empty string".into()),
+    };
+    let mut timestamp_us = None;
     if let Some(Value::String(ts)) = fields.get("timestamp") {
         if *ts != iso(event.timestamp_us) {
             match chrono::DateTime::parse_from_rfc3339(ts) {
-                Ok(t) => event.timestamp_us = t.timestamp_micros(),
+                Ok(t) => timestamp_us = Some(t.timestamp_micros()),
                 Err(_) => {
                     return Err(format!(
                         "Invalid result: `timestamp` `{ts}` is not an ISO 8601 time"
@@ -341,8 +351,17 @@ fn apply_result(mut event: Event, returned: Value) -> Result<Event, String> {
             }
         }
     }
+    if let Some(name) = name {
+        event.event = name;
+    }
+    if let Some(id) = distinct_id {
+        event.distinct_id = id;
+    }
+    if let Some(us) = timestamp_us {
+        event.timestamp_us = us;
+    }
     event.properties = properties;
-    Ok(event)
+    Ok(())
 }
 
 fn kind(v: &Value) -> &'static str {
