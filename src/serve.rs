@@ -36,13 +36,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let log = Log::open(&data.log_dir(), LogOptions::default()).context("opening the event log")?;
 
     let (progress_tx, progress) = watch::channel(0u64);
+    let status = status_handler(log.clone(), progress.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let materializer = Materializer::new(store.clone(), log.reader())?;
     let materializer = {
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("quill-materializer".into())
-            .spawn(move || materializer.run(progress_tx, stop))?
+            .spawn(move || {
+                lower_thread_priority();
+                materializer.run(progress_tx, stop)
+            })?
     };
 
     let transforms = Arc::new(Transforms::default());
@@ -73,6 +77,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/", get(|| async { "quill" }))
         .route("/_readiness", get(|| async { "ready" }))
+        .route("/_status", get(status))
         .route("/_liveness", get(|| async { "alive" }))
         .merge(capture::router(capture))
         .merge(crate::flags_http::public_router(state.clone()))
@@ -119,5 +124,30 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+/// Derived state is the log's follower: when the CPU is short, acknowledging captures comes
+/// first and the materializer catches up in the slack. `/_status` shows the lag.
+fn lower_thread_priority() {
+    // SAFETY: plain syscalls on the calling thread's id; no memory is shared.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
+    if result != 0 {
+        tracing::debug!("could not lower the materializer's priority");
+    }
+}
+
+/// `GET /_status`: the durable log end and how far derived state has followed it.
+fn status_handler(
+    log: Log,
+    progress: watch::Receiver<u64>,
+) -> impl Fn() -> std::future::Ready<axum::Json<serde_json::Value>> + Clone {
+    move || {
+        let (end, materialized) = (log.end(), *progress.borrow());
+        std::future::ready(axum::Json(serde_json::json!({
+            "log_end_offset": end,
+            "materialized_offset": materialized,
+            "materializer_lag_bytes": end.saturating_sub(materialized),
+        })))
     }
 }

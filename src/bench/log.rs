@@ -19,6 +19,9 @@ pub struct LogBenchArgs {
     /// Appending threads.
     #[arg(long, default_value_t = 2)]
     producers: usize,
+    /// Appends each producer keeps in flight (1 = wait for each before the next).
+    #[arg(long, default_value_t = 8)]
+    in_flight: usize,
 }
 
 pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
@@ -50,7 +53,9 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     std::thread::scope(|scope| {
         for records in &work {
             let log = log.clone();
+            let window = args.in_flight.max(1);
             scope.spawn(move || {
+                let mut pending = std::collections::VecDeque::new();
                 for chunk in records.chunks(args.batch.max(1)) {
                     let mut batch = AppendBatch::new();
                     for r in chunk {
@@ -58,9 +63,26 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
                             return;
                         }
                     }
-                    if let Err(e) = log.append_blocking(batch) {
+                    if pending.len() >= window {
+                        if let Some(Err(e)) = pending
+                            .pop_front()
+                            .map(|t: quill_pipeline::log::AppendTicket| t.wait())
+                        {
+                            eprintln!("append failed: {e}");
+                            return;
+                        }
+                    }
+                    match log.submit_blocking(batch) {
+                        Ok(ticket) => pending.push_back(ticket),
+                        Err(e) => {
+                            eprintln!("append failed: {e}");
+                            return;
+                        }
+                    }
+                }
+                for ticket in pending {
+                    if let Err(e) = ticket.wait() {
                         eprintln!("append failed: {e}");
-                        return;
                     }
                 }
             });
@@ -72,12 +94,13 @@ pub fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     log.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "log append: {total} events in {elapsed:.2}s = {:.0} events/s ({:.1} MB/s, {:.0} bytes/event on disk; batch {}, producers {})",
+        "log append: {total} events in {elapsed:.2}s = {:.0} events/s ({:.1} MB/s, {:.0} bytes/event on disk; batch {}, producers {}, in flight {})",
         total as f64 / elapsed,
         bytes as f64 / elapsed / 1e6,
         bytes as f64 / total as f64,
         args.batch,
-        args.producers
+        args.producers,
+        args.in_flight
     );
     Ok(())
 }

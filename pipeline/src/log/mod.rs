@@ -157,6 +157,16 @@ pub struct Appended {
     pub end_offset: u64,
 }
 
+/// A queued append; [`AppendTicket::wait`] returns once it is durable.
+pub struct AppendTicket(oneshot::Receiver<Result<Appended, LogError>>);
+
+impl AppendTicket {
+    /// Waits until the append is durable (or failed). Call outside any async runtime.
+    pub fn wait(self) -> Result<Appended, LogError> {
+        self.0.blocking_recv().map_err(|_| LogError::Closed)?
+    }
+}
+
 /// Tuning for the log.
 #[derive(Debug, Clone)]
 pub struct LogOptions {
@@ -236,6 +246,16 @@ impl Log {
             .blocking_send(Command::Append(batch, reply))
             .map_err(|_| LogError::Closed)?;
         done.blocking_recv().map_err(|_| LogError::Closed)?
+    }
+
+    /// Queues a batch without waiting, for a producer that keeps several appends in flight.
+    /// Blocks only while the writer's queue is full. Call outside any async runtime.
+    pub fn submit_blocking(&self, batch: AppendBatch) -> Result<AppendTicket, LogError> {
+        let (reply, done) = oneshot::channel();
+        self.tx
+            .blocking_send(Command::Append(batch, reply))
+            .map_err(|_| LogError::Closed)?;
+        Ok(AppendTicket(done))
     }
 
     /// The durable end offset.

@@ -88,8 +88,9 @@ pub struct Payload<'a> {
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
+    /// Split into events in the same pass that reads the envelope.
     #[serde(borrow, default)]
-    batch: Option<&'a RawValue>,
+    batch: Option<Vec<&'a RawValue>>,
     #[serde(borrow, default)]
     api_key: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -118,11 +119,16 @@ pub fn parse(text: &str) -> Result<Payload<'_>, CaptureError> {
                 None,
             ),
             Some(b'{') => {
-                let envelope: Envelope<'_> = serde_json::from_str(text).map_err(invalid_json)?;
+                let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
+                    // `batch` that is not an array is a shape error, not a syntax error.
+                    if e.is_data() {
+                        CaptureError::NotAnEventPayload
+                    } else {
+                        invalid_json(e)
+                    }
+                })?;
                 match envelope.batch {
-                    Some(batch) => {
-                        let items: Vec<&RawValue> = serde_json::from_str(batch.get())
-                            .map_err(|_| CaptureError::NotAnEventPayload)?;
+                    Some(items) => {
                         let token = as_str(envelope.api_key).or_else(|| as_str(envelope.token));
                         (items, token, as_str(envelope.sent_at))
                     }
