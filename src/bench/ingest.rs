@@ -125,6 +125,7 @@ async fn drive(
         .filter_map(|e| e.ok()?.metadata().ok())
         .map(|m| m.len())
         .sum();
+    let catch_up = wait_materialized(&client, &base).await;
     let rss_kb = peak_rss_kb(pid).unwrap_or(0);
     println!(
         "ingest over HTTP: {events} events in {requests} requests of {} ({} clients)",
@@ -149,6 +150,13 @@ async fn drive(
         "  on disk:      {:.0} bytes/event in the log",
         disk as f64 / events as f64
     );
+    match catch_up {
+        Some(secs) => println!(
+            "  derived state: persons + events index caught up {secs:.2} s after the last ack ({:.0} events/s end to end)",
+            events as f64 / (elapsed + secs)
+        ),
+        None => println!("  derived state: still behind after 300 s"),
+    }
     println!("  server RSS:   {:.1} MiB peak", rss_kb as f64 / 1024.0);
     Ok(())
 }
@@ -163,6 +171,27 @@ async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("the server did not become ready within 30 s")
+}
+
+/// Seconds until the materializer has applied the whole log, from `/_status`.
+async fn wait_materialized(client: &reqwest::Client, base: &str) -> Option<f64> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(300) {
+        let status = client
+            .get(format!("{base}/_status"))
+            .send()
+            .await
+            .ok()?
+            .bytes()
+            .await
+            .ok()?;
+        let status: serde_json::Value = serde_json::from_slice(&status).ok()?;
+        if status["materializer_lag_bytes"].as_u64() == Some(0) {
+            return Some(started.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
 }
 
 fn peak_rss_kb(pid: u32) -> Option<u64> {
