@@ -2,6 +2,7 @@
 //! local-evaluation payload (`/api/feature_flag/local_evaluation`, `/flags/definitions`, under
 //! the personal key). Evaluation, request parsing and response shapes live in `quill-flags`.
 
+use quill_sources::capture::cors_headers;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -366,34 +367,4 @@ async fn local_evaluation(
         body.clone(),
     )
         .into_response())
-}
-
-/// CORS as capture answers it: the request's origin and requested headers are mirrored.
-fn cors_headers(request: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::new();
-    match request.get(header::ORIGIN) {
-        Some(origin) => {
-            out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-            out.insert(
-                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
-        }
-        None => {
-            out.insert(
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                HeaderValue::from_static("*"),
-            );
-        }
-    }
-    out.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, OPTIONS"),
-    );
-    let allow = request
-        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-        .cloned()
-        .unwrap_or_else(|| HeaderValue::from_static("*"));
-    out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow);
-    out
 }

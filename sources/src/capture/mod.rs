@@ -19,7 +19,7 @@ use quill_pipeline::projects::Registry;
 use quill_pipeline::transform::Transforms;
 
 pub use error::CaptureError;
-pub use http::router;
+pub use http::{cors_headers, router};
 use normalize::{normalize, Context, MAX_EVENT_BYTES};
 
 /// What capture needs: where to store, whose tokens, which transformations.
