@@ -157,17 +157,7 @@ fn checked(mut def: FlagDefinition) -> Result<Value, FlagApiError> {
 }
 
 fn json_body(bytes: &[u8]) -> Result<Value, FlagApiError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(v) if v.is_object() => Ok(v),
-        Ok(_) => Err(FlagApiError::Invalid(ValidationError::new(
-            "",
-            "expected a JSON object",
-        ))),
-        Err(e) => Err(FlagApiError::Invalid(ValidationError::new(
-            "",
-            format!("the body is not valid JSON: {e}"),
-        ))),
-    }
+    Ok(super::json_object_body(bytes)?)
 }
 
 fn flag_id(raw: &str) -> Result<u64, FlagApiError> {

@@ -63,11 +63,7 @@ impl IntoResponse for HogApiError {
 }
 
 fn json_body(bytes: &[u8]) -> Result<Value, HogApiError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(v) if v.is_object() => Ok(v),
-        Ok(_) => Err(ApiError::invalid("body", "expected a JSON object").into()),
-        Err(e) => Err(ApiError::invalid("body", format!("the body is not valid JSON: {e}")).into()),
-    }
+    Ok(super::json_object_body(bytes)?)
 }
 
 fn function_id(raw: &str) -> Result<u64, HogApiError> {

@@ -217,6 +217,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A request body that must be a JSON object.
+pub fn json_object_body(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err(ApiError::invalid("body", "expected a JSON object")),
+        Err(e) => Err(ApiError::invalid(
+            "body",
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
 /// Parses an ISO timestamp query parameter into µs.
 pub fn parse_time_param(name: &'static str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     match value {

@@ -68,6 +68,19 @@ pub async fn list(
     Ok(Json(json!({"results": results, "next": next})))
 }
 
+/// A person by uuid, or 404.
+fn find_person(
+    state: &AppState,
+    project: quill_pipeline::event::ProjectId,
+    uuid: Uuid,
+) -> Result<Person, ApiError> {
+    PersonReader::open(&state.store)?
+        .map(|p| p.by_uuid(project, uuid))
+        .transpose()?
+        .flatten()
+        .ok_or_else(|| ApiError::not_found(format!("person {uuid}")))
+}
+
 fn parse_uuid(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw)
         .map_err(|_| ApiError::invalid("uuid", format!("`{raw}` is not a person uuid")))
@@ -80,11 +93,7 @@ pub async fn get_one(
     let project = state.project(&project)?;
     let uuid = parse_uuid(&uuid)?;
     state.wait_fresh().await;
-    let person = PersonReader::open(&state.store)?
-        .map(|p| p.by_uuid(project, uuid))
-        .transpose()?
-        .flatten()
-        .ok_or_else(|| ApiError::not_found(format!("person {uuid}")))?;
+    let person = find_person(&state, project, uuid)?;
     Ok(Json(render(&person)))
 }
 
@@ -103,11 +112,7 @@ pub async fn delete(
     let project = state.project(&project)?;
     let uuid = parse_uuid(&uuid)?;
     state.wait_fresh().await;
-    let person = PersonReader::open(&state.store)?
-        .map(|p| p.by_uuid(project, uuid))
-        .transpose()?
-        .flatten()
-        .ok_or_else(|| ApiError::not_found(format!("person {uuid}")))?;
+    let person = find_person(&state, project, uuid)?;
     let mut batch = AppendBatch::new();
     let push = |batch: &mut AppendBatch, record: Record| {
         batch

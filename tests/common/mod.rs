@@ -158,10 +158,10 @@ pub fn api_get(server: &Server, path: &str) -> serde_json::Value {
     r.json()
 }
 
-/// Every event of project 1, following `next` links.
-pub fn all_events(server: &Server) -> Vec<serde_json::Value> {
+/// Every result of a paginated list, following `next` links.
+fn all_pages(server: &Server, first: &str) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
-    let mut path = "/api/projects/1/events?limit=5000".to_string();
+    let mut path = first.to_string();
     loop {
         let page = api_get(server, &path);
         out.extend(page["results"].as_array().cloned().unwrap_or_default());
@@ -172,18 +172,14 @@ pub fn all_events(server: &Server) -> Vec<serde_json::Value> {
     }
 }
 
-/// Every person of project 1, following `next` links.
+/// Every event of project 1.
+pub fn all_events(server: &Server) -> Vec<serde_json::Value> {
+    all_pages(server, "/api/projects/1/events?limit=5000")
+}
+
+/// Every person of project 1.
 pub fn all_persons(server: &Server) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    let mut path = "/api/projects/1/persons?limit=5000".to_string();
-    loop {
-        let page = api_get(server, &path);
-        out.extend(page["results"].as_array().cloned().unwrap_or_default());
-        match page["next"].as_str() {
-            Some(next) => path = next[next.find("/api/").unwrap()..].to_string(),
-            None => return out,
-        }
-    }
+    all_pages(server, "/api/projects/1/persons?limit=5000")
 }
 
 /// POST a body to a capture route.
