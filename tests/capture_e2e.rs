@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::io::Write;
+use common::{gzip, urlencode};
 
 use base64::Engine;
 use common::{all_events, post, Server, TOKEN};
@@ -12,23 +12,8 @@ fn event(name: &str, did: &str) -> Value {
     json!({"event": name, "distinct_id": did, "properties": {"token": TOKEN, "n": 1}, "uuid": uuid::Uuid::new_v4().to_string()})
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
-}
-
 fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");

@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::io::Write;
+use common::{gzip, urlencode};
+
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -56,12 +57,6 @@ fn pro_flag() -> Value {
         "groups": [{"properties": [{"key": "plan", "value": "pro", "operator": "exact", "type": "person"}],
                     "rollout_percentage": 100}],
         "payloads": {"true": "{\"limit\": 10}"}}})
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
 }
 
 #[test]
@@ -346,15 +341,6 @@ fn flags_and_decide_versions_encodings_and_errors() {
 
 /// A path, headers and body.
 type Encoded = (String, Vec<(&'static str, &'static str)>, Vec<u8>);
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
 
 #[test]
 fn stored_persons_and_groups_decide_and_request_properties_override() {

@@ -81,10 +81,8 @@ fn to_json_depth(v: &Value, marked: &mut Vec<usize>) -> Json {
         return Json::Null;
     }
     let ptr = match v {
-        Value::Array(rc) | Value::Tuple(rc) => Some(std::rc::Rc::as_ptr(rc) as usize),
-        Value::Dict(rc) => Some(std::rc::Rc::as_ptr(rc) as usize),
         Value::Error(rc) => Some(std::rc::Rc::as_ptr(rc) as usize),
-        _ => None,
+        other => other.container_id(),
     };
     if let Some(p) = ptr {
         if marked.contains(&p) {
@@ -223,11 +221,7 @@ fn write_json(v: &Value, indent: usize, level: usize, out: &mut String, marked: 
         out.push_str("null");
         return;
     }
-    let ptr = match v {
-        Value::Array(rc) | Value::Tuple(rc) => Some(std::rc::Rc::as_ptr(rc) as usize),
-        Value::Dict(rc) => Some(std::rc::Rc::as_ptr(rc) as usize),
-        _ => None,
-    };
+    let ptr = v.container_id();
     if let Some(p) = ptr {
         if marked.contains(&p) {
             out.push_str("null");

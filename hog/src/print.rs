@@ -155,11 +155,7 @@ fn write_value(v: &Value, out: &mut String, marked: &mut Vec<usize>, depth: usiz
         out.push_str("...");
         return;
     }
-    let ptr = match v {
-        Value::Array(rc) | Value::Tuple(rc) => Some(std::rc::Rc::as_ptr(rc) as usize),
-        Value::Dict(rc) => Some(std::rc::Rc::as_ptr(rc) as usize),
-        _ => None,
-    };
+    let ptr = v.container_id();
     if let Some(p) = ptr {
         if marked.contains(&p) {
             out.push_str("null");

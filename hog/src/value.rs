@@ -168,6 +168,16 @@ pub enum Value {
 }
 
 impl Value {
+    /// The identity of a shared array, tuple or dict (its allocation), for cycle detection
+    /// while walking values; `None` for everything else.
+    pub fn container_id(&self) -> Option<usize> {
+        match self {
+            Value::Array(rc) | Value::Tuple(rc) => Some(Rc::as_ptr(rc) as usize),
+            Value::Dict(rc) => Some(Rc::as_ptr(rc) as usize),
+            _ => None,
+        }
+    }
+
     /// A string value.
     pub fn str(s: impl AsRef<str>) -> Value {
         Value::Str(Rc::from(s.as_ref()))

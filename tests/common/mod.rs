@@ -186,3 +186,21 @@ pub fn all_persons(server: &Server) -> Vec<serde_json::Value> {
 pub fn post(server: &Server, path: &str, headers: &[(&str, &str)], body: &[u8]) -> http::Reply {
     http::request("POST", &server.url(path), headers, body).expect("capture request")
 }
+
+/// Gzips a body, as the SDKs do.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Percent-encodes a query or form value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
