@@ -1,0 +1,1 @@
+//! Reference retention: being written.

@@ -1,0 +1,1 @@
+//! Reference trends: being written.

@@ -1,0 +1,92 @@
+//! The operator seam: what an insight kind must provide for the runtime to maintain it.
+//!
+//! An insight is evaluated in two stages.
+//! 1. **Per person**, inside the dataflow: [`InsightOperator::person_pass`] sees one person's
+//!    whole (projected) history and emits *contributions*, small integer tuples such as
+//!    `[series, bucket, breakdown, 1]`. Every registered insight runs in the same pass over a
+//!    touched person, because replaying the history costs more than any insight's logic.
+//!    When a person's history changes (a late event, a merge, a deletion), the dataflow retracts
+//!    the person's old contributions and adds the new ones.
+//! 2. **Across persons**, outside the dataflow: an [`Aggregator`] folds contributions with their
+//!    multiplicities (negative for retractions) and renders PostHog's result JSON.
+//!
+//! The contract that makes results exact: after applying every emitted `(contribution, diff)`,
+//! the aggregator's state depends only on the multiset of current contributions, never on the
+//! order they arrived in.
+
+use std::sync::Arc;
+
+use crate::event::ProjectId;
+
+use super::row::{EventRow, Interner, PropValue, Sym};
+
+/// One person's contribution to an insight. Operators choose the layout (documented per
+/// operator); floats travel as `f64::to_bits` cast to `i64`.
+pub type Contribution = Vec<i64>;
+
+/// One person's history as an insight sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct PersonView<'a> {
+    /// The person's numeric id.
+    pub person: u64,
+    /// Every event of the person, sorted by `(ts_ms, offset)`.
+    pub events: &'a [&'a EventRow],
+    /// The person's projected properties, sorted by key (empty when no insight reads any).
+    pub props: &'a [(Sym, PropValue)],
+}
+
+/// What an operator is built with.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// The runtime's string table: operators intern their event names and keys at build time.
+    pub interner: Arc<Interner>,
+    /// "Now" in ms since the epoch, for resolving relative date ranges.
+    pub now_ms: i64,
+    /// The project the insight belongs to.
+    pub project: ProjectId,
+}
+
+/// An insight kind, built from one query definition.
+pub trait InsightOperator: Send + Sync + 'static {
+    /// The project whose persons this insight reads.
+    fn project(&self) -> ProjectId;
+
+    /// Event property keys the insight reads; the feeder projects these into each row.
+    fn event_properties(&self) -> Vec<String>;
+
+    /// Person property keys the insight reads.
+    fn person_properties(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Emits this person's contributions. Pushing the same contribution twice is the same as
+    /// pushing it once with diff 2.
+    fn person_pass(&self, person: &PersonView<'_>, out: &mut Vec<(Contribution, isize)>);
+
+    /// A fresh aggregator for this insight's contributions.
+    fn aggregator(&self) -> Box<dyn Aggregator>;
+}
+
+/// Folds contributions across persons and renders the result.
+pub trait Aggregator: Send {
+    /// Adds `diff` copies of a contribution (removes them when negative).
+    fn apply(&mut self, contribution: &[i64], diff: isize);
+
+    /// The result in PostHog's shape for this query kind (the `results` field).
+    fn render(&self) -> serde_json::Value;
+}
+
+/// Evaluates an operator over whole histories without a dataflow: every person's pass, then one
+/// aggregator. Tests and ad hoc queries over small inputs use it; the runtime must agree with it.
+pub fn evaluate(op: &dyn InsightOperator, persons: &[PersonView<'_>]) -> serde_json::Value {
+    let mut aggregator = op.aggregator();
+    let mut out = Vec::new();
+    for person in persons {
+        out.clear();
+        op.person_pass(person, &mut out);
+        for (contribution, diff) in &out {
+            aggregator.apply(contribution, *diff);
+        }
+    }
+    aggregator.render()
+}

@@ -1,0 +1,165 @@
+//! The narrow form of an event that the dataflow keeps: a timestamp, the log offset, an interned
+//! event name and only the properties that registered insights read.
+//!
+//! Full property maps never enter an arrangement: state per event is what bounds how many events
+//! one machine can keep live, so strings are interned and numbers stay inline.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+/// An interned string: event names, property keys and string property values.
+pub type Sym = u32;
+
+/// A projected property value. Null and missing values are simply absent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PropValue {
+    /// A JSON boolean.
+    Bool(bool),
+    /// A JSON number, kept as the bits of an `f64` (so that the type is `Ord` and `Hash`).
+    Num(u64),
+    /// A JSON string, interned. Objects and arrays are interned as their JSON text.
+    Str(Sym),
+}
+
+impl PropValue {
+    /// A number value.
+    pub fn num(value: f64) -> Self {
+        PropValue::Num(value.to_bits())
+    }
+
+    /// The value as a number, the way PostHog's math reads it: numbers as they are, numeric
+    /// strings parsed, anything else `None`.
+    pub fn as_f64(&self, interner: &Interner) -> Option<f64> {
+        match self {
+            PropValue::Num(bits) => Some(f64::from_bits(*bits)),
+            PropValue::Str(sym) => interner.resolve(*sym).trim().parse().ok(),
+            PropValue::Bool(_) => None,
+        }
+    }
+
+    /// The value as PostHog's string comparisons see it: strings as they are, numbers in JSON
+    /// form (`5`, `2.5`), booleans as `true`/`false`.
+    pub fn to_text(&self, interner: &Interner) -> Arc<str> {
+        match self {
+            PropValue::Bool(b) => Arc::from(if *b { "true" } else { "false" }),
+            PropValue::Num(bits) => Arc::from(format_number(f64::from_bits(*bits)).as_str()),
+            PropValue::Str(sym) => interner.resolve(*sym),
+        }
+    }
+}
+
+/// Formats a number as JSON would: integers without a fraction.
+pub fn format_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    }
+}
+
+/// One event as the dataflow keeps it. The derived order is (timestamp, offset), which is the
+/// order in which insights replay a person's history; the offset makes it total.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EventRow {
+    /// Event time in milliseconds since the epoch.
+    pub ts_ms: i64,
+    /// The record's log offset: unique, so it also identifies the event.
+    pub offset: u64,
+    /// The interned event name.
+    pub event: Sym,
+    /// The projected properties, sorted by key.
+    pub props: Box<[(Sym, PropValue)]>,
+}
+
+impl EventRow {
+    /// The value of a projected property.
+    pub fn prop(&self, key: Sym) -> Option<PropValue> {
+        lookup(&self.props, key)
+    }
+}
+
+/// Looks a key up in a sorted property slice.
+pub fn lookup(props: &[(Sym, PropValue)], key: Sym) -> Option<PropValue> {
+    props
+        .binary_search_by_key(&key, |(k, _)| *k)
+        .ok()
+        .map(|i| props[i].1)
+}
+
+/// A string table shared by the feeder, the dataflow and the operators.
+#[derive(Default, Debug)]
+pub struct Interner {
+    inner: RwLock<InternerInner>,
+}
+
+#[derive(Default, Debug)]
+struct InternerInner {
+    ids: HashMap<Arc<str>, Sym>,
+    strings: Vec<Arc<str>>,
+}
+
+impl Interner {
+    /// An empty table.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The symbol for `s`, adding it if it is new.
+    pub fn intern(&self, s: &str) -> Sym {
+        if let Some(sym) = self.get(s) {
+            return sym;
+        }
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(sym) = inner.ids.get(s) {
+            return *sym;
+        }
+        let sym = inner.strings.len() as Sym;
+        let s: Arc<str> = Arc::from(s);
+        inner.strings.push(s.clone());
+        inner.ids.insert(s, sym);
+        sym
+    }
+
+    /// The symbol for `s`, if it was ever interned.
+    pub fn get(&self, s: &str) -> Option<Sym> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.ids.get(s).copied()
+    }
+
+    /// The string of a symbol (empty for a symbol this table never issued).
+    pub fn resolve(&self, sym: Sym) -> Arc<str> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner
+            .strings
+            .get(sym as usize)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""))
+    }
+
+    /// How many strings the table holds.
+    pub fn len(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .strings
+            .len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Converts a JSON value into a projected value; `None` for null.
+    pub fn value(&self, value: &serde_json::Value) -> Option<PropValue> {
+        match value {
+            serde_json::Value::Null => None,
+            serde_json::Value::Bool(b) => Some(PropValue::Bool(*b)),
+            serde_json::Value::Number(n) => n.as_f64().map(PropValue::num),
+            serde_json::Value::String(s) => Some(PropValue::Str(self.intern(s))),
+            other => Some(PropValue::Str(self.intern(&other.to_string()))),
+        }
+    }
+}
