@@ -1,10 +1,19 @@
 //! The incremental-insights runtime: a timely/differential dataflow fed from the log.
 //!
-//! [`row`] is the narrow event form the dataflow keeps; [`operator`] is the seam that insight
-//! kinds implement (they live in the `quill-operators` crate).
+//! - [`row`]: the narrow event form the dataflow keeps;
+//! - [`operator`]: the seam that insight kinds implement (they live in `quill-operators`);
+//! - [`runtime`]: the dataflow itself (inputs, the shared by-person arrangement, insight sets);
+//! - [`engine`]: the live insight set, its collector and the published results.
 
+pub mod engine;
 pub mod operator;
 pub mod row;
+pub mod runtime;
 
+#[cfg(test)]
+mod tests;
+
+pub use engine::{Engine, EngineError, Published};
 pub use operator::{evaluate, Aggregator, BuildContext, Contribution, InsightOperator, PersonView};
 pub use row::{EventRow, Interner, PropValue, Sym};
+pub use runtime::{Mapping, PersonKey, PersonProps, Round, Time};

@@ -1,0 +1,484 @@
+//! The timely/differential runtime that hosts insight operators.
+//!
+//! One base dataflow holds the inputs and the shared state:
+//! - events keyed by distinct id, joined with the distinct id → person mapping, so that a merge
+//!   (a mapping change) re-keys the merged person's past events and a deleted person's events
+//!   drop out;
+//! - persons' projected properties;
+//! - the result, arranged by person: the one arrangement every insight reads.
+//!
+//! Insights are installed in *sets*. A set is a dataflow that imports the by-person arrangement
+//! and runs every insight of the set in one `reduce` per touched person: the replay of a
+//! person's history is the expensive part, so insights share it. Registering an insight
+//! installs a new set and retires the old one; the new set reads the arrangement, never the log.
+//! Ad hoc queries are one-insight sets that are retired once answered.
+//!
+//! Every worker receives the same sequence of commands (that is how timely requires dataflows to
+//! be built), with input data partitioned between workers.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use differential_dataflow::input::{Input, InputSession};
+use differential_dataflow::operators::arrange::TraceAgent;
+use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
+use differential_dataflow::trace::TraceReader;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::operators::Probe;
+use timely::dataflow::ProbeHandle;
+use timely::progress::frontier::AntichainRef;
+
+use crate::event::ProjectId;
+
+use super::operator::{Contribution, InsightOperator, PersonView};
+use super::row::{EventRow, PropValue, Sym};
+
+/// Logical time of the dataflow: the round number.
+pub type Time = u64;
+
+/// A person's key in the dataflow: the project and the person's numeric id.
+pub type PersonKey = (ProjectId, u64);
+
+/// Projected person properties, sorted by key.
+pub type PersonProps = Box<[(Sym, PropValue)]>;
+
+/// What the by-person arrangement holds for a person. `Props` sorts first, so a person's
+/// properties come before their events in a reduce's input.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PersonItem {
+    /// The person's projected properties.
+    Props(PersonProps),
+    /// One of the person's events.
+    Event(EventRow),
+}
+
+/// Where a distinct id points: its person, and the first log offset whose events count (events
+/// before it were deleted with a person's `delete_events`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Mapping {
+    /// The owning person.
+    pub person: PersonKey,
+    /// Events at lower offsets are deleted.
+    pub min_offset: u64,
+}
+
+/// One round of input changes. Keys of distinct ids are stable hashes of (project, id).
+#[derive(Debug, Default, Clone)]
+pub struct Round {
+    /// Event rows by distinct-id key.
+    pub events: Vec<(u64, EventRow, isize)>,
+    /// Mapping changes (a move is a retraction plus an insertion).
+    pub mappings: Vec<(u64, Mapping, isize)>,
+    /// Person property changes.
+    pub person_props: Vec<(PersonKey, PersonProps, isize)>,
+}
+
+impl Round {
+    /// Whether the round changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.mappings.is_empty() && self.person_props.is_empty()
+    }
+
+    fn split(self, workers: usize) -> Vec<Round> {
+        let n = workers as u64;
+        let mut parts: Vec<Round> = (0..workers).map(|_| Round::default()).collect();
+        for (key, row, diff) in self.events {
+            parts[(key % n) as usize].events.push((key, row, diff));
+        }
+        for (key, m, diff) in self.mappings {
+            parts[(key % n) as usize].mappings.push((key, m, diff));
+        }
+        for (key, p, diff) in self.person_props {
+            parts[(key.1 % n) as usize]
+                .person_props
+                .push((key, p, diff));
+        }
+        parts
+    }
+}
+
+/// One insight of a set: its id (for the collector) and its operator.
+#[derive(Clone)]
+pub struct InsightSlot {
+    /// The insight's id.
+    pub id: u64,
+    /// Its operator.
+    pub op: Arc<dyn InsightOperator>,
+}
+
+/// What sets report to their collector.
+#[derive(Debug)]
+pub enum Output {
+    /// Contribution changes of a set: `(slot index, contribution, diff)`.
+    Updates {
+        /// The set.
+        set: u64,
+        /// The changes.
+        updates: Vec<(u32, Contribution, isize)>,
+    },
+    /// The set's output is complete through `round`, which covered the log up to `offset`.
+    Complete {
+        /// The set.
+        set: u64,
+        /// The last complete round.
+        round: Time,
+        /// The log offset that round reached.
+        offset: u64,
+    },
+}
+
+enum Command {
+    Round {
+        round: Time,
+        offset: u64,
+        data: Round,
+    },
+    Install {
+        set: u64,
+        slots: Arc<[InsightSlot]>,
+        sink: Sender<Output>,
+    },
+    Retire {
+        set: u64,
+    },
+}
+
+/// Errors of the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Timely could not start its workers.
+    #[error("cannot start the dataflow workers: {0}")]
+    Start(String),
+    /// The workers have stopped.
+    #[error("the dataflow workers have stopped")]
+    Stopped,
+}
+
+/// A running dataflow: feed it rounds, install insight sets.
+pub struct Runtime {
+    senders: Vec<Sender<Command>>,
+    next_round: Time,
+    next_set: u64,
+    guards: Option<timely::communication::initialize::WorkerGuards<()>>,
+}
+
+impl Runtime {
+    /// Starts `workers` timely worker threads.
+    pub fn start(workers: usize) -> Result<Self, RuntimeError> {
+        let workers = workers.max(1);
+        let mut senders = Vec::with_capacity(workers);
+        let mut receivers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) = mpsc::channel();
+            senders.push(tx);
+            receivers.push(Some(rx));
+        }
+        let receivers = Arc::new(Mutex::new(receivers));
+        let guards = timely::execute(timely::Config::process(workers), move |worker| {
+            let rx = receivers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(worker.index())
+                .and_then(Option::take);
+            if let Some(rx) = rx {
+                run_worker(worker, rx);
+            }
+        })
+        .map_err(RuntimeError::Start)?;
+        Ok(Self {
+            senders,
+            next_round: 0,
+            next_set: 1,
+            guards: Some(guards),
+        })
+    }
+
+    /// Feeds one round of changes that brings the dataflow to log `offset`. Returns the round.
+    pub fn push(&mut self, data: Round, offset: u64) -> Result<Time, RuntimeError> {
+        let round = self.next_round;
+        self.next_round += 1;
+        let parts = data.split(self.senders.len());
+        for (tx, data) in self.senders.iter().zip(parts) {
+            tx.send(Command::Round {
+                round,
+                offset,
+                data,
+            })
+            .map_err(|_| RuntimeError::Stopped)?;
+        }
+        Ok(round)
+    }
+
+    /// The number of the last round pushed, if any.
+    pub fn last_round(&self) -> Option<Time> {
+        self.next_round.checked_sub(1)
+    }
+
+    /// Installs a set of insights; its output goes to `sink`. Returns the set's id.
+    pub fn install(
+        &mut self,
+        slots: Vec<InsightSlot>,
+        sink: Sender<Output>,
+    ) -> Result<u64, RuntimeError> {
+        let set = self.next_set;
+        self.next_set += 1;
+        let slots: Arc<[InsightSlot]> = slots.into();
+        for tx in &self.senders {
+            tx.send(Command::Install {
+                set,
+                slots: slots.clone(),
+                sink: sink.clone(),
+            })
+            .map_err(|_| RuntimeError::Stopped)?;
+        }
+        Ok(set)
+    }
+
+    /// Drops a set's dataflow.
+    pub fn retire(&mut self, set: u64) -> Result<(), RuntimeError> {
+        for tx in &self.senders {
+            tx.send(Command::Retire { set })
+                .map_err(|_| RuntimeError::Stopped)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Closing the channels ends the worker loops; joining waits for them.
+        self.senders.clear();
+        if let Some(guards) = self.guards.take() {
+            drop(guards.join());
+        }
+    }
+}
+
+type PersonTrace = TraceAgent<ValSpine<PersonKey, PersonItem, Time, isize>>;
+type OutputSpine = ValSpine<PersonKey, (u32, Contribution), Time, isize>;
+type OutputBuilder = ValBuilder<PersonKey, (u32, Contribution), Time, isize>;
+
+struct Inputs {
+    events: InputSession<Time, (u64, EventRow), isize>,
+    mappings: InputSession<Time, (u64, Mapping), isize>,
+    props: InputSession<Time, (PersonKey, PersonProps), isize>,
+}
+
+struct InstalledSet {
+    dataflow: usize,
+    probe: ProbeHandle<Time>,
+    sink: Sender<Output>,
+    reported: Option<Time>,
+}
+
+fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Command>) {
+    let base_probe = ProbeHandle::new();
+    let (mut inputs, mut trace) = worker.dataflow::<Time, _, _>(|scope| {
+        let (events_in, events) = scope.new_collection::<(u64, EventRow), isize>();
+        let (mappings_in, mappings) = scope.new_collection::<(u64, Mapping), isize>();
+        let (props_in, props) = scope.new_collection::<(PersonKey, PersonProps), isize>();
+        let by_person = events
+            .arrange_by_key()
+            .join_core(
+                mappings.arrange_by_key(),
+                |_did, row: &EventRow, m: &Mapping| {
+                    (row.offset >= m.min_offset).then(|| (m.person, PersonItem::Event(row.clone())))
+                },
+            )
+            .concat(props.map(|(person, p)| (person, PersonItem::Props(p))))
+            .arrange_by_key();
+        by_person.stream.clone().probe_with(&base_probe);
+        let inputs = Inputs {
+            events: events_in,
+            mappings: mappings_in,
+            props: props_in,
+        };
+        (inputs, by_person.trace)
+    });
+
+    let mut sets: BTreeMap<u64, InstalledSet> = BTreeMap::new();
+    let mut offsets: BTreeMap<Time, u64> = BTreeMap::new();
+    let mut current: Option<Time> = None;
+    let mut open = true;
+    while open || busy(&sets, &base_probe, current) {
+        // Take every command available; wait briefly only when there is nothing to compute.
+        let mut received = false;
+        while open {
+            let next = if received || busy(&sets, &base_probe, current) {
+                rx.try_recv().map_err(|e| match e {
+                    mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            } else {
+                rx.recv_timeout(Duration::from_millis(2))
+            };
+            match next {
+                Ok(Command::Round {
+                    round,
+                    offset,
+                    data,
+                }) => {
+                    feed(&mut inputs, data, round);
+                    offsets.insert(round, offset);
+                    current = Some(round);
+                    received = true;
+                }
+                Ok(Command::Install { set, slots, sink }) => {
+                    let installed = install(worker, &mut trace, set, slots, sink);
+                    sets.insert(set, installed);
+                    received = true;
+                }
+                Ok(Command::Retire { set }) => {
+                    if let Some(s) = sets.remove(&set) {
+                        worker.drop_dataflow(s.dataflow);
+                    }
+                    received = true;
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+        }
+        worker.step();
+        if let Some(now) = current {
+            report(worker.index(), &mut sets, &offsets, now);
+            // Times before every dataflow's frontier can be merged: nothing reads them apart.
+            let frontier = sets
+                .values()
+                .filter_map(|s| s.probe.with_frontier(|f| f.first().copied()))
+                .chain(base_probe.with_frontier(|f| f.first().copied()))
+                .min()
+                .unwrap_or(now + 1);
+            trace.set_logical_compaction(AntichainRef::new(&[frontier]));
+            trace.set_physical_compaction(AntichainRef::new(&[frontier]));
+            offsets = offsets.split_off(&frontier.saturating_sub(1));
+        }
+    }
+}
+
+/// Whether any dataflow still has work at or below the current round.
+fn busy(
+    sets: &BTreeMap<u64, InstalledSet>,
+    base: &ProbeHandle<Time>,
+    current: Option<Time>,
+) -> bool {
+    match current {
+        Some(now) => base.less_equal(&now) || sets.values().any(|s| s.probe.less_equal(&now)),
+        None => false,
+    }
+}
+
+fn feed(inputs: &mut Inputs, data: Round, round: Time) {
+    for (key, row, diff) in data.events {
+        inputs.events.update((key, row), diff);
+    }
+    for (key, mapping, diff) in data.mappings {
+        inputs.mappings.update((key, mapping), diff);
+    }
+    for (key, props, diff) in data.person_props {
+        inputs.props.update((key, props), diff);
+    }
+    inputs.events.advance_to(round + 1);
+    inputs.mappings.advance_to(round + 1);
+    inputs.props.advance_to(round + 1);
+    inputs.events.flush();
+    inputs.mappings.flush();
+    inputs.props.flush();
+}
+
+/// Worker 0 tells each set's collector when the set has caught up with a newer round.
+fn report(
+    worker: usize,
+    sets: &mut BTreeMap<u64, InstalledSet>,
+    offsets: &BTreeMap<Time, u64>,
+    now: Time,
+) {
+    if worker != 0 {
+        return;
+    }
+    for (id, s) in sets.iter_mut() {
+        // The newest round below the set's frontier is complete.
+        let done = s.probe.with_frontier(|f| match f.first() {
+            None => Some(now),
+            Some(0) => None,
+            Some(t) => Some((t - 1).min(now)),
+        });
+        let Some(done) = done else { continue };
+        if s.reported.is_some_and(|r| r >= done) {
+            continue;
+        }
+        let offset = offsets.range(..=done).next_back().map_or(0, |(_, o)| *o);
+        s.reported = Some(done);
+        drop(s.sink.send(Output::Complete {
+            set: *id,
+            round: done,
+            offset,
+        }));
+    }
+}
+
+fn install(
+    worker: &mut timely::worker::Worker,
+    trace: &mut PersonTrace,
+    set: u64,
+    slots: Arc<[InsightSlot]>,
+    sink: Sender<Output>,
+) -> InstalledSet {
+    let dataflow = worker.next_dataflow_index();
+    let probe = ProbeHandle::new();
+    let out = sink.clone();
+    worker.dataflow::<Time, _, _>(|scope| {
+        let by_person = trace.import(scope);
+        let mut buffer: Vec<(Contribution, isize)> = Vec::new();
+        let contributions = by_person.reduce_abelian::<_, OutputBuilder, OutputSpine, _, _>(
+            "InsightSet",
+            move |person: &PersonKey, input: &[(&PersonItem, isize)], output| {
+                let mut props: &[(Sym, PropValue)] = &[];
+                let mut rows: Vec<&EventRow> = Vec::with_capacity(input.len());
+                for (item, diff) in input {
+                    match item {
+                        PersonItem::Props(p) if *diff > 0 => props = p,
+                        PersonItem::Event(row) if *diff > 0 => rows.push(row),
+                        _ => {}
+                    }
+                }
+                let view = PersonView {
+                    person: person.1,
+                    events: &rows,
+                    props,
+                };
+                for (index, slot) in slots.iter().enumerate() {
+                    if slot.op.project() != person.0 {
+                        continue;
+                    }
+                    slot.op.person_pass(&view, &mut buffer);
+                    output.extend(buffer.drain(..).map(|(c, d)| ((index as u32, c), d)));
+                }
+            },
+            |vec, key, upds| {
+                vec.clear();
+                vec.extend(upds.drain(..).map(|(v, t, r)| ((*key, v), t, r)));
+            },
+        );
+        contributions
+            .as_collection(|_, v| v.clone())
+            .inspect_batch(move |_, data| {
+                if data.is_empty() {
+                    return;
+                }
+                let updates = data
+                    .iter()
+                    .map(|((slot, c), _, diff)| (*slot, c.clone(), *diff))
+                    .collect();
+                drop(out.send(Output::Updates { set, updates }));
+            })
+            .probe_with(&probe);
+    });
+    InstalledSet {
+        dataflow,
+        probe,
+        sink,
+        reported: None,
+    }
+}
