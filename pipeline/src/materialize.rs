@@ -13,11 +13,16 @@ use tokio::sync::watch;
 
 use crate::event::Record;
 use crate::events_index::{self, IndexWriter};
+use crate::graph::feeder::{GraphBatch, IdentityChanges};
 use crate::identity::{self, GroupWriter, PersonWriter};
 use crate::log::{LogError, LogReader};
 use crate::store::{Store, StoreError, META};
 
 const CURSOR: &str = "cursor.materializer";
+/// `(project, distinct id)` → the first log offset whose events still count for that distinct
+/// id, written when its person is deleted.
+pub const DISTINCT_ID_CUTOFFS: redb::TableDefinition<(u32, &str), u64> =
+    redb::TableDefinition::new("distinct_id_cutoffs");
 /// Bytes of log one transaction covers at most.
 const BATCH_BYTES: usize = 8 << 20;
 
@@ -37,6 +42,7 @@ pub struct Materializer {
     store: Arc<Store>,
     reader: LogReader,
     cursor: u64,
+    observer: Option<std::sync::mpsc::Sender<GraphBatch>>,
 }
 
 impl Materializer {
@@ -47,7 +53,14 @@ impl Materializer {
             store,
             reader,
             cursor,
+            observer: None,
         })
+    }
+
+    /// Sends every applied batch, with the identity it resolved, to the insights feeder.
+    pub fn with_observer(mut self, observer: std::sync::mpsc::Sender<GraphBatch>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The log offset everything below which has been applied.
@@ -62,10 +75,15 @@ impl Materializer {
             return Ok(0);
         }
         let txn = self.store.db().begin_write().map_err(StoreError::from)?;
+        let identity;
         {
             let mut persons = PersonWriter::open(&txn)?;
             let mut groups = GroupWriter::open(&txn)?;
             let mut index = IndexWriter::open(&txn)?;
+            let mut cutoffs = txn
+                .open_table(DISTINCT_ID_CUTOFFS)
+                .map_err(StoreError::from)?;
+            let mut cut = Vec::new();
             for (offset, record) in &batch.records {
                 match record {
                     Record::Event(event) => {
@@ -81,6 +99,14 @@ impl Materializer {
                         if let Some(id) = persons.id_for_uuid(*project, uuid)? {
                             if let Some(person) = persons.load(*project, id)? {
                                 persons.remove(&person)?;
+                                // The person's events leave every insight, even if the same
+                                // distinct ids come back later as a new person.
+                                for did in &person.distinct_ids {
+                                    cutoffs
+                                        .insert((*project, did.as_str()), *offset + 1)
+                                        .map_err(StoreError::from)?;
+                                    cut.push((*project, did.clone(), *offset + 1));
+                                }
                             }
                         }
                     }
@@ -94,12 +120,33 @@ impl Materializer {
                     }
                 }
             }
+            identity = match self.observer {
+                Some(_) => {
+                    let mut changes = resolve_identity(&mut persons, &batch.records)?;
+                    changes.cutoffs = cut;
+                    Some(changes)
+                }
+                None => None,
+            };
             let mut meta = txn.open_table(META).map_err(StoreError::from)?;
             meta.insert(CURSOR, batch.next).map_err(StoreError::from)?;
         }
         txn.commit().map_err(StoreError::from)?;
+        let applied = batch.records.len();
+        if let (Some(observer), Some(identity)) = (&self.observer, identity) {
+            let sent = observer.send(GraphBatch {
+                start: self.cursor,
+                next: batch.next,
+                records: batch.records,
+                identity,
+            });
+            if sent.is_err() {
+                tracing::warn!("the insights feeder has stopped; no longer sending it batches");
+                self.observer = None;
+            }
+        }
         self.cursor = batch.next;
-        Ok(batch.records.len())
+        Ok(applied)
     }
 
     /// Applies everything up to the log's current durable end.
@@ -136,6 +183,7 @@ impl Materializer {
     pub fn reset(store: &Store) -> Result<(), StoreError> {
         let txn = store.db().begin_write()?;
         identity::delete_tables(&txn)?;
+        txn.delete_table(DISTINCT_ID_CUTOFFS)?;
         events_index::delete_tables(&txn)?;
         {
             let mut meta = txn.open_table(META)?;
@@ -144,4 +192,35 @@ impl Materializer {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// After a batch: where every distinct id the batch touched now points, and the current
+/// properties of every person it touched. Read inside the batch's transaction, so exact.
+fn resolve_identity(
+    persons: &mut PersonWriter<'_>,
+    records: &[(u64, Record)],
+) -> Result<IdentityChanges, StoreError> {
+    let touched = persons.take_touched();
+    let mut dids: std::collections::BTreeSet<(u32, String)> =
+        touched.unmapped.into_iter().collect();
+    for (_, record) in records {
+        if let Record::Event(e) = record {
+            dids.insert((e.project, e.distinct_id.clone()));
+        }
+    }
+    let mut changes = IdentityChanges::default();
+    for (project, id) in touched.persons {
+        let person = persons.load(project, id)?;
+        if let Some(p) = &person {
+            dids.extend(p.distinct_ids.iter().map(|d| (project, d.clone())));
+        }
+        changes
+            .persons
+            .push((project, id, person.map(|p| p.properties)));
+    }
+    for (project, did) in dids {
+        let person = persons.person_id(project, &did)?;
+        changes.distinct_ids.push((project, did, person));
+    }
+    Ok(changes)
 }

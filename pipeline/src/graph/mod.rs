@@ -6,6 +6,7 @@
 //! - [`engine`]: the live insight set, its collector and the published results.
 
 pub mod engine;
+pub mod feeder;
 pub mod operator;
 pub mod row;
 pub mod runtime;

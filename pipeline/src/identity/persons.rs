@@ -52,6 +52,16 @@ pub struct PersonWriter<'txn> {
     persons: Table<'txn, (u32, u64), &'static [u8]>,
     uuids: Table<'txn, (u32, u128), u64>,
     meta: Table<'txn, &'static str, u64>,
+    touched: Touched,
+}
+
+/// What a writer changed, for consumers that follow identity (the insights feeder).
+#[derive(Debug, Default)]
+pub struct Touched {
+    /// Persons saved or removed.
+    pub persons: std::collections::BTreeSet<(ProjectId, u64)>,
+    /// Distinct ids of removed persons (they may now point elsewhere, or nowhere).
+    pub unmapped: Vec<(ProjectId, String)>,
 }
 
 impl<'txn> PersonWriter<'txn> {
@@ -62,7 +72,13 @@ impl<'txn> PersonWriter<'txn> {
             persons: txn.open_table(PERSONS)?,
             uuids: txn.open_table(PERSON_UUIDS)?,
             meta: txn.open_table(COUNTERS)?,
+            touched: Touched::default(),
         })
+    }
+
+    /// Takes the record of what changed since the writer opened (or since the last take).
+    pub fn take_touched(&mut self) -> Touched {
+        std::mem::take(&mut self.touched)
     }
 
     /// The person id a distinct id resolves to.
@@ -87,6 +103,7 @@ impl<'txn> PersonWriter<'txn> {
 
     /// Stores a person row and its distinct-id mappings.
     pub fn save(&mut self, person: &Person) -> Result<(), StoreError> {
+        self.touched.persons.insert((person.project, person.id));
         self.persons
             .insert((person.project, person.id), to_json(person).as_slice())?;
         for did in &person.distinct_ids {
@@ -125,6 +142,13 @@ impl<'txn> PersonWriter<'txn> {
 
     /// Removes a person row; its distinct ids are unmapped only where they still point to it.
     pub fn remove(&mut self, person: &Person) -> Result<(), StoreError> {
+        self.touched.persons.insert((person.project, person.id));
+        self.touched.unmapped.extend(
+            person
+                .distinct_ids
+                .iter()
+                .map(|did| (person.project, did.clone())),
+        );
         for did in &person.distinct_ids {
             let mapped = self
                 .distinct_ids

@@ -1,0 +1,431 @@
+//! The feeder: turns the log and identity's changes into dataflow rounds.
+//!
+//! It follows the materializer, which sends every applied batch with the identity it resolved
+//! (where each touched distinct id points now, and touched persons' properties). The feeder
+//! keeps the current distinct id → person mapping and emits only its changes: a merge becomes a
+//! retraction and an insertion, and the dataflow re-keys the person's past events.
+//!
+//! Events of a distinct id without a person (`$process_person_profile: false`) still count:
+//! they map to a synthetic person derived from the distinct id, until a real person claims it.
+//!
+//! On start (and when the insights' projection widens) the feeder bootstraps: it reads the log
+//! up to the materializer's cursor and takes the mapping from the state store in one read
+//! transaction, so the two agree.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::{ReadableDatabase, ReadableTable};
+use serde_json::{Map, Value};
+
+use crate::event::{ProjectId, Record, StoredEvent};
+use crate::identity::persons::{DISTINCT_IDS, PERSONS};
+use crate::log::{LogError, LogReader};
+use crate::materialize::DISTINCT_ID_CUTOFFS;
+use crate::store::{from_json, Store, StoreError, META};
+
+use super::engine::{Engine, EngineError};
+use super::row::{EventRow, Interner, PropValue, Sym};
+use super::runtime::{Mapping, PersonKey, PersonProps, Round};
+
+/// The materializer's cursor key in the meta table.
+const MATERIALIZER_CURSOR: &str = "cursor.materializer";
+/// Events per round under load: large rounds amortise the dataflow's fixed cost per round.
+const ROUND_EVENTS: usize = 50_000;
+/// Bytes of log read per bootstrap step.
+const BOOTSTRAP_BYTES: usize = 16 << 20;
+/// Marks synthetic person ids (distinct ids without a person).
+const SYNTHETIC: u64 = 1 << 63;
+
+/// Identity as resolved at the end of one materializer batch.
+#[derive(Debug, Default)]
+pub struct IdentityChanges {
+    /// `(project, distinct id, person id)` for every distinct id the batch touched.
+    pub distinct_ids: Vec<(ProjectId, String, Option<u64>)>,
+    /// `(project, person id, properties)` for every person the batch touched; `None` = removed.
+    pub persons: Vec<(ProjectId, u64, Option<Map<String, Value>>)>,
+    /// `(project, distinct id, offset)`: events of the distinct id below the offset no longer
+    /// count (their person was deleted).
+    pub cutoffs: Vec<(ProjectId, String, u64)>,
+}
+
+/// One applied materializer batch.
+#[derive(Debug)]
+pub struct GraphBatch {
+    /// The batch's first offset.
+    pub start: u64,
+    /// The offset after it.
+    pub next: u64,
+    /// Its records.
+    pub records: Vec<(u64, Record)>,
+    /// Identity after it.
+    pub identity: IdentityChanges,
+}
+
+/// Which properties the feeder copies into rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Projection {
+    /// Event property keys.
+    pub event_keys: Vec<String>,
+    /// Person property keys.
+    pub person_keys: Vec<String>,
+}
+
+impl Projection {
+    /// Whether `self` already covers everything `other` reads.
+    pub fn covers(&self, other: &Projection) -> bool {
+        other.event_keys.iter().all(|k| self.event_keys.contains(k))
+            && other
+                .person_keys
+                .iter()
+                .all(|k| self.person_keys.contains(k))
+    }
+
+    /// The union of both.
+    pub fn union(&self, other: &Projection) -> Projection {
+        let mut out = self.clone();
+        for k in &other.event_keys {
+            if !out.event_keys.contains(k) {
+                out.event_keys.push(k.clone());
+            }
+        }
+        for k in &other.person_keys {
+            if !out.person_keys.contains(k) {
+                out.person_keys.push(k.clone());
+            }
+        }
+        out.event_keys.sort();
+        out.person_keys.sort();
+        out
+    }
+}
+
+/// Errors of the feeder.
+#[derive(Debug, thiserror::Error)]
+pub enum FeederError {
+    /// Reading the log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// Reading the state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The dataflow failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The key of a distinct id in the dataflow.
+pub fn distinct_key(project: ProjectId, distinct_id: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    project.hash(&mut h);
+    distinct_id.hash(&mut h);
+    h.finish()
+}
+
+/// Converts log records into rounds, keeping the mapping it has emitted.
+pub struct Feeder {
+    engine: Arc<Engine>,
+    interner: Arc<Interner>,
+    event_keys: Vec<(String, Sym)>,
+    person_keys: Vec<(String, Sym)>,
+    mappings: HashMap<u64, Mapping>,
+    cutoffs: HashMap<u64, u64>,
+    person_props: HashMap<PersonKey, PersonProps>,
+    round: Round,
+    round_events: usize,
+    /// The log offset everything below which has been fed.
+    cursor: Arc<AtomicU64>,
+}
+
+impl Feeder {
+    /// A feeder for `engine` that projects `projection`.
+    pub fn new(engine: Arc<Engine>, interner: Arc<Interner>, projection: &Projection) -> Self {
+        let intern = |keys: &[String]| -> Vec<(String, Sym)> {
+            let mut v: Vec<(String, Sym)> = keys
+                .iter()
+                .map(|k| (k.clone(), interner.intern(k)))
+                .collect();
+            v.sort_by_key(|(_, s)| *s);
+            v
+        };
+        Self {
+            event_keys: intern(&projection.event_keys),
+            person_keys: intern(&projection.person_keys),
+            engine,
+            interner,
+            mappings: HashMap::new(),
+            cutoffs: HashMap::new(),
+            person_props: HashMap::new(),
+            round: Round::default(),
+            round_events: 0,
+            cursor: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The offset fed so far, shared so that readers can wait for freshness.
+    pub fn cursor(&self) -> Arc<AtomicU64> {
+        self.cursor.clone()
+    }
+
+    /// Loads everything the materializer has applied: the log up to its cursor, and identity
+    /// as of that cursor. Returns the cursor.
+    pub fn bootstrap(&mut self, store: &Store, reader: &mut LogReader) -> Result<u64, FeederError> {
+        let txn = store.db().begin_read().map_err(StoreError::from)?;
+        let end = match txn.open_table(META) {
+            Ok(meta) => meta
+                .get(MATERIALIZER_CURSOR)
+                .map_err(StoreError::from)?
+                .map_or(0, |v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => 0,
+            Err(e) => return Err(StoreError::from(e).into()),
+        };
+        let mut seen: HashMap<u64, (ProjectId, String)> = HashMap::new();
+        let mut offset = 0;
+        while offset < end {
+            let batch = reader.read(offset, BOOTSTRAP_BYTES)?;
+            if batch.records.is_empty() {
+                break;
+            }
+            for (at, record) in &batch.records {
+                if *at >= end {
+                    break;
+                }
+                if let Record::Event(e) = record {
+                    let key = distinct_key(e.project, &e.distinct_id);
+                    seen.entry(key)
+                        .or_insert_with(|| (e.project, e.distinct_id.clone()));
+                }
+                self.record(*at, record);
+            }
+            offset = batch.next.min(end);
+            self.flush_if_full(offset)?;
+        }
+        // Identity as of `end`, from the same read transaction.
+        match txn.open_table(DISTINCT_ID_CUTOFFS) {
+            Ok(t) => {
+                for entry in t.iter().map_err(StoreError::from)? {
+                    let (k, v) = entry.map_err(StoreError::from)?;
+                    let (project, did) = k.value();
+                    let key = distinct_key(project, did);
+                    let cut = self.cutoffs.entry(key).or_default();
+                    *cut = (*cut).max(v.value());
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(StoreError::from(e).into()),
+        }
+        let dids = match txn.open_table(DISTINCT_IDS) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(StoreError::from(e).into()),
+        };
+        for (key, (project, did)) in &seen {
+            let person = match &dids {
+                Some(t) => t
+                    .get((*project, did.as_str()))
+                    .map_err(StoreError::from)?
+                    .map(|v| v.value()),
+                None => None,
+            };
+            self.map(*key, *project, person);
+        }
+        if !self.person_keys.is_empty() {
+            if let Ok(persons) = txn.open_table(PERSONS) {
+                for entry in persons.iter().map_err(StoreError::from)? {
+                    let (k, v) = entry.map_err(StoreError::from)?;
+                    let (project, id) = k.value();
+                    let person: crate::identity::Person = from_json("person", v.value())?;
+                    self.set_person_props(project, id, Some(&person.properties));
+                }
+            }
+        }
+        self.flush(end)?;
+        Ok(end)
+    }
+
+    /// Applies one materializer batch.
+    pub fn apply(&mut self, batch: &GraphBatch) -> Result<(), FeederError> {
+        for (at, record) in &batch.records {
+            self.record(*at, record);
+        }
+        for (project, did, offset) in &batch.identity.cutoffs {
+            self.cut(distinct_key(*project, did), *offset);
+        }
+        for (project, did, person) in &batch.identity.distinct_ids {
+            self.map(distinct_key(*project, did), *project, *person);
+        }
+        if !self.person_keys.is_empty() {
+            for (project, id, props) in &batch.identity.persons {
+                self.set_person_props(*project, *id, props.as_ref());
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the pending round if it is large enough.
+    pub fn flush_if_full(&mut self, offset: u64) -> Result<(), FeederError> {
+        if self.round_events >= ROUND_EVENTS {
+            self.flush(offset)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the pending round, marking the dataflow as having reached `offset`.
+    pub fn flush(&mut self, offset: u64) -> Result<(), FeederError> {
+        let round = std::mem::take(&mut self.round);
+        self.round_events = 0;
+        self.engine.feed(round, offset)?;
+        self.cursor.store(offset, Ordering::Release);
+        Ok(())
+    }
+
+    fn record(&mut self, offset: u64, record: &Record) {
+        match record {
+            Record::Event(e) => {
+                let key = distinct_key(e.project, &e.distinct_id);
+                let row = self.row(offset, e);
+                self.round.events.push((key, row, 1));
+                self.round_events += 1;
+                if !self.mappings.contains_key(&key) {
+                    // A first sighting: map it now so that the round is complete even when
+                    // identity arrives with the same batch (it then corrects this).
+                    self.map(key, e.project, None);
+                }
+            }
+            Record::EventsDeleted {
+                project,
+                distinct_ids,
+                before_offset,
+            } => {
+                for did in distinct_ids {
+                    self.cut(distinct_key(*project, did), *before_offset);
+                }
+            }
+            // The person's distinct ids arrive unmapped in the batch's identity changes.
+            Record::PersonDeleted { .. } => {}
+        }
+    }
+
+    /// Events of `key` below `offset` stop counting.
+    fn cut(&mut self, key: u64, offset: u64) {
+        let cut = self.cutoffs.entry(key).or_default();
+        *cut = (*cut).max(offset);
+        if let Some(m) = self.mappings.get(&key).copied() {
+            self.set_mapping(
+                key,
+                Mapping {
+                    min_offset: m.min_offset.max(offset),
+                    ..m
+                },
+            );
+        }
+    }
+
+    fn row(&self, offset: u64, e: &StoredEvent) -> EventRow {
+        let props = if self.event_keys.is_empty() {
+            Box::default()
+        } else {
+            match serde_json::from_str::<Map<String, Value>>(&e.properties) {
+                Ok(map) => self.project_props(&self.event_keys, &map),
+                Err(_) => Box::default(),
+            }
+        };
+        EventRow {
+            ts_ms: e.timestamp_us.div_euclid(1000),
+            offset,
+            event: self.interner.intern(&e.event),
+            props,
+        }
+    }
+
+    fn project_props(&self, keys: &[(String, Sym)], map: &Map<String, Value>) -> PersonProps {
+        keys.iter()
+            .filter_map(|(k, sym)| {
+                map.get(k)
+                    .and_then(|v| self.interner.value(v))
+                    .map(|v| (*sym, v))
+            })
+            .collect::<Vec<(Sym, PropValue)>>()
+            .into_boxed_slice()
+    }
+
+    fn map(&mut self, key: u64, project: ProjectId, person: Option<u64>) {
+        let person = person.unwrap_or(SYNTHETIC | (key >> 1));
+        let min_offset = self.cutoffs.get(&key).copied().unwrap_or(0);
+        self.set_mapping(
+            key,
+            Mapping {
+                person: (project, person),
+                min_offset,
+            },
+        );
+    }
+
+    fn set_mapping(&mut self, key: u64, mapping: Mapping) {
+        match self.mappings.insert(key, mapping) {
+            Some(old) if old == mapping => return,
+            Some(old) => self.round.mappings.push((key, old, -1)),
+            None => {}
+        }
+        self.round.mappings.push((key, mapping, 1));
+    }
+
+    fn set_person_props(
+        &mut self,
+        project: ProjectId,
+        id: u64,
+        props: Option<&Map<String, Value>>,
+    ) {
+        let key = (project, id);
+        let new = props.map(|p| self.project_props(&self.person_keys, p));
+        let old = match &new {
+            Some(n) => self.person_props.insert(key, n.clone()),
+            None => self.person_props.remove(&key),
+        };
+        if old == new {
+            return;
+        }
+        if let Some(old) = old {
+            self.round.person_props.push((key, old, -1));
+        }
+        if let Some(new) = new {
+            self.round.person_props.push((key, new, 1));
+        }
+    }
+
+    /// Follows the materializer's batches until `stop` is set or the channel closes. Batches
+    /// that end at or before `from` are already loaded (by [`Feeder::bootstrap`]).
+    pub fn run(mut self, batches: Receiver<GraphBatch>, from: u64, stop: Arc<AtomicBool>) {
+        while !stop.load(Ordering::Relaxed) {
+            let batch = match batches.recv_timeout(Duration::from_millis(50)) {
+                Ok(b) => b,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut last = None;
+            for batch in std::iter::once(batch).chain(batches.try_iter()) {
+                if batch.next <= from {
+                    continue;
+                }
+                if let Err(e) = self.apply(&batch) {
+                    tracing::error!(error = %e, "the insights feeder failed a batch");
+                }
+                last = Some(batch.next);
+                if self.round_events >= ROUND_EVENTS {
+                    break;
+                }
+            }
+            if let Some(offset) = last {
+                if let Err(e) = self.flush(offset) {
+                    tracing::error!(error = %e, "the insights dataflow stopped");
+                    return;
+                }
+            }
+        }
+    }
+}
