@@ -1,0 +1,300 @@
+//! Retention (`RetentionQuery`): of the persons who did the target event in an interval, how
+//! many did the returning event 1, 2, ... intervals later.
+//!
+//! **Input → output.** Per person (and, with an event breakdown, per breakdown value: PostHog
+//! groups by person and value, so a person's events with different values are retained
+//! separately), the events are reduced to [`cohort::Mark`]s and [`cohort::cohorts`] yields one
+//! cohort per start interval with the set of offsets at which the person counts. Each becomes
+//! one contribution (see [`layout`]), which the [`aggregate::RetentionAggregator`] sums into a
+//! `start × offset` table per breakdown value and renders as PostHog's rows.
+//!
+//! **State and cost.** The per-person output is one small tuple per cohort (at most
+//! `totalIntervals` per person and breakdown value); a changed history costs one replay of
+//! that person's events. The aggregator keeps `totalIntervals²` counters per breakdown value;
+//! a retraction subtracts exactly what the addition added.
+//!
+//! **Semantics** (PostHog's retention runner):
+//! - The range: `date_to` (default now) resolved like any `dateRange`, then its interval is
+//!   the last of `totalIntervals` intervals; events count only inside those intervals.
+//!   `date_from` is ignored.
+//! - `retention_recurring`: every interval with a target event is a cohort.
+//!   `retention_first_time`: the interval of the person's first target event that matches the
+//!   target's property filters, over all history, if in range.
+//!   `retention_first_ever_occurrence`: the interval of the person's first-ever event with the
+//!   target's name (its property filters ignored), provided that event also matches the
+//!   filters. The two first-time kinds differ only when the target entity has `properties`.
+//! - Offset 0 is the cohort; offset k > 0 counts the person when interval `start + k` has at
+//!   least `minimumOccurrences` returning events. `cumulative` counts a person at every offset
+//!   up to their furthest.
+//! - The query's `properties` apply to every event before anything else.
+
+pub mod aggregate;
+pub mod cohort;
+pub mod config;
+pub mod layout;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use quill_pipeline::event::ProjectId;
+use quill_pipeline::graph::{
+    Aggregator, BuildContext, Contribution, InsightOperator, Interner, PersonView, Sym,
+};
+use serde_json::Value;
+
+use crate::query::{dates, global_filters, Breakdown, DateRange, EventsNode, Filters, Scope};
+use crate::QueryError;
+
+use aggregate::{RetentionAggregator, Shape};
+use cohort::{Grid, Mark, Rule};
+use config::Options;
+use layout::Key;
+
+/// Top-level `RetentionQuery` keys that carry no semantics Quill must honour.
+const IGNORED_KEYS: &[&str] = &[
+    "kind",
+    "modifiers",
+    "response",
+    "tags",
+    "version",
+    "dataColorTheme",
+];
+
+/// Builds the operator for a `RetentionQuery`.
+pub fn build(
+    query: &serde_json::Value,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn InsightOperator>, QueryError> {
+    check_top_level(query)?;
+    let interner = &ctx.interner;
+    let (options, target, returning) = config::options(query.get("retentionFilter"))?;
+    let target = entity(target, "retentionFilter.targetEntity", interner)?;
+    let returning = entity(returning, "retentionFilter.returningEntity", interner)?;
+    let global = global_filters(query, interner)?;
+    let breakdown = Breakdown::parse(&normalize_breakdowns(query)?, interner)?;
+    let grid = grid(query, &options, ctx.now_ms)?;
+
+    let n = options.total_intervals;
+    let dates = (0..n)
+        .map(|i| {
+            let start = grid.start(i).unwrap_or_default();
+            dates::to_datetime(start)
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        })
+        .collect();
+    let shape = Arc::new(Shape {
+        dates,
+        unit: config::unit(options.period),
+        cumulative: options.cumulative,
+        breakdown_limit: breakdown.as_ref().map(|b| b.limit),
+    });
+    Ok(Arc::new(Retention {
+        project: ctx.project,
+        interner: interner.clone(),
+        rule: Rule {
+            cohort: options.cohort,
+            minimum_occurrences: options.minimum_occurrences,
+        },
+        grid,
+        target,
+        returning,
+        global,
+        breakdown,
+        shape,
+    }))
+}
+
+/// Rejects top-level fields Quill does not implement, naming them.
+fn check_top_level(query: &Value) -> Result<(), QueryError> {
+    let Some(map) = query.as_object() else {
+        return Err(QueryError::new("", "expected a RetentionQuery object"));
+    };
+    for (key, value) in map {
+        let ok = match key.as_str() {
+            "dateRange" | "retentionFilter" | "properties" | "filterTestAccounts"
+            | "breakdownFilter" => true,
+            "aggregation_group_type_index" => value.is_null(),
+            "samplingFactor" => value.is_null() || value.as_f64() == Some(1.0),
+            k => IGNORED_KEYS.contains(&k),
+        };
+        if !ok {
+            return Err(QueryError::new(
+                key.as_str(),
+                format!("unsupported RetentionQuery field {key:?} (value {value})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// PostHog's newer `breakdowns: [{property, type}]` form, with one element, rewritten into
+/// the `breakdown` / `breakdown_type` form the shared parser reads.
+fn normalize_breakdowns(query: &Value) -> Result<Value, QueryError> {
+    let mut query = query.clone();
+    let Some(filter) = query
+        .get_mut("breakdownFilter")
+        .and_then(Value::as_object_mut)
+    else {
+        return Ok(query);
+    };
+    let has_single = filter.get("breakdown").is_some_and(|b| !b.is_null());
+    match filter.get("breakdowns").cloned() {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) if items.is_empty() => {}
+        Some(Value::Array(items)) if items.len() == 1 && !has_single => {
+            let item = &items[0];
+            filter.insert(
+                "breakdown".into(),
+                item.get("property").cloned().unwrap_or(Value::Null),
+            );
+            filter.insert(
+                "breakdown_type".into(),
+                item.get("type").cloned().unwrap_or(Value::Null),
+            );
+        }
+        Some(_) => {
+            return Err(QueryError::new(
+                "breakdownFilter.breakdowns",
+                "only one breakdown property is supported",
+            ))
+        }
+    }
+    Ok(query)
+}
+
+/// Parses a retention entity (`{id, type, name, properties}`); absent means `$pageview`.
+fn entity(
+    value: Option<&Value>,
+    field: &str,
+    interner: &Arc<Interner>,
+) -> Result<EventsNode, QueryError> {
+    let Some(value) = value else {
+        return Ok(EventsNode::for_event(Some("$pageview"), interner));
+    };
+    let sub = |name: &str| format!("{field}.{name}");
+    if !value.is_object() {
+        return Err(QueryError::new(field, "expected an entity object"));
+    }
+    match value.get("type").and_then(Value::as_str) {
+        None | Some("events") => {}
+        Some(other) => {
+            return Err(QueryError::new(
+                sub("type"),
+                format!("unsupported entity type {other:?}; expected events"),
+            ))
+        }
+    }
+    match value.get("kind").and_then(Value::as_str) {
+        None | Some("EventsNode") => {}
+        Some(other) => {
+            return Err(QueryError::new(
+                sub("kind"),
+                format!("unsupported entity kind {other:?}; expected EventsNode"),
+            ))
+        }
+    }
+    let event = match value.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(other) => {
+            return Err(QueryError::new(
+                sub("id"),
+                format!("expected an event name or null, got {other}"),
+            ))
+        }
+    };
+    let mut node = EventsNode::for_event(event, interner);
+    node.filters = Filters::parse(value.get("properties"), &sub("properties"), interner)?;
+    Ok(node)
+}
+
+/// The query's intervals: `totalIntervals` of them, the last holding `date_to`.
+fn grid(query: &Value, options: &Options, now_ms: i64) -> Result<Grid, QueryError> {
+    let range = DateRange::resolve(query.get("dateRange"), options.period, now_ms)?;
+    let last = options.period.truncate(range.to_ms);
+    let n = options.total_intervals as i64;
+    let boundaries = (0..=n)
+        .map(|i| options.period.add(last, i - (n - 1)))
+        .collect();
+    Grid::new(boundaries).ok_or_else(|| QueryError::new("dateRange.date_to", "date out of range"))
+}
+
+/// The built operator.
+struct Retention {
+    project: ProjectId,
+    interner: Arc<Interner>,
+    rule: Rule,
+    grid: Grid,
+    target: EventsNode,
+    returning: EventsNode,
+    global: Filters,
+    breakdown: Option<Breakdown>,
+    shape: Arc<Shape>,
+}
+
+impl Retention {
+    fn keys(&self, scope: Scope) -> Vec<String> {
+        let mut keys = self.target.keys(scope);
+        keys.extend(self.returning.keys(scope));
+        keys.extend(self.global.keys(scope));
+        if let Some(b) = &self.breakdown {
+            keys.extend(b.keys(scope));
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+impl InsightOperator for Retention {
+    fn project(&self) -> ProjectId {
+        self.project
+    }
+
+    fn event_properties(&self) -> Vec<String> {
+        self.keys(Scope::Event)
+    }
+
+    fn person_properties(&self) -> Vec<String> {
+        self.keys(Scope::Person)
+    }
+
+    fn person_pass(&self, person: &PersonView<'_>, out: &mut Vec<(Contribution, isize)>) {
+        // Events grouped by breakdown value; without a breakdown, one group.
+        let mut groups: BTreeMap<Option<Option<Sym>>, Vec<Mark>> = BTreeMap::new();
+        for row in person.events {
+            if !self.global.matches(row, person.props) {
+                continue;
+            }
+            let mark = Mark {
+                ts_ms: row.ts_ms,
+                target: self.target.matches(row, person.props),
+                target_name: self.target.matches_event(row),
+                returning: self.returning.matches(row, person.props),
+            };
+            if !(mark.target_name || mark.returning) {
+                continue;
+            }
+            let key = self.breakdown.as_ref().map(|b| b.value(row, person.props));
+            groups.entry(key).or_default().push(mark);
+        }
+        for (key, marks) in groups {
+            let key = match key {
+                None => Key::All,
+                Some(None) => Key::Null,
+                Some(Some(sym)) => Key::Value(sym),
+            };
+            for c in cohort::cohorts(&marks, &self.grid, &self.rule) {
+                out.push((layout::encode(key, c.start, &c.offsets), 1));
+            }
+        }
+    }
+
+    fn aggregator(&self) -> Box<dyn Aggregator> {
+        Box::new(RetentionAggregator::new(
+            self.shape.clone(),
+            self.interner.clone(),
+        ))
+    }
+}
