@@ -1,0 +1,239 @@
+//! Trends (`TrendsQuery`): per series, a number per time bucket (or one number for the whole
+//! range on total-value displays), optionally per breakdown value, optionally combined by
+//! formulas.
+//!
+//! **Input → output.** A person's history → contributions; contributions across persons → one
+//! result per series and breakdown value in PostHog's shape (see [`aggregate`]).
+//!
+//! **Contribution layout** `[series, bucket_s, breakdown, value?]`:
+//! - `series`: the series index (A = 0);
+//! - `bucket_s`: the bucket start in seconds since the epoch; 0 on total-value displays, where
+//!   the whole range is one bucket;
+//! - `breakdown`: the interned breakdown value, or -1 for null and when there is no breakdown;
+//! - `value`, by math:
+//!   - `total`: absent; diff = the person's matching events in the cell;
+//!   - `dau`, `weekly_active`, `monthly_active`: absent; diff = 1 per person and cell;
+//!   - `unique_session`: the interned `$session_id`; diff = 1 per person, cell and session;
+//!   - property math: the value as an order-preserving key ([`math::ordered`]); diff = the
+//!     person's events with that value in the cell;
+//!   - `*_count_per_actor`: the person's event count in the cell; diff = 1.
+//!
+//! **State.** The aggregator keeps, per `(series, bucket, breakdown)` cell, a multiset of
+//! values (value → multiplicity, a `BTreeMap`), so retractions are exact and quantiles can be
+//! read off in order. Rendering folds each cell with the series' math, ranks breakdown values
+//! and folds those beyond the limit into Other, then applies formulas.
+//!
+//! **Cost per update.** A person's pass is linear in their events per series (times the window
+//! length in buckets for weekly/monthly active); applying a contribution is `O(log n)`.
+//!
+//! **Semantics and judgment calls.**
+//! - Property math ignores events whose property is missing or not numeric (as ClickHouse's
+//!   aggregates skip nulls); a bucket with no values shows 0.
+//! - Quantiles (`median`, `p75`…`p99`, and their per-actor forms) interpolate linearly between
+//!   the closest ranks, as ClickHouse's `quantile` does on small inputs.
+//! - `weekly_active` / `monthly_active` count the persons with an event in the 7 / 30 days
+//!   ending at each bucket's end (events before `date_from` count; after `date_to` do not). On
+//!   week and month intervals, and on total-value displays, they count distinct persons in the
+//!   bucket, like `dau`.
+//! - `unique_session` ignores events without `$session_id`.
+//! - Other is the element-wise sum of the folded values' series, as PostHog's query sums them.
+//! - `date_from: "all"` starts at the earliest matching event's day.
+
+pub mod aggregate;
+pub mod config;
+pub mod formula;
+pub mod math;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use quill_pipeline::event::ProjectId;
+use quill_pipeline::graph::{
+    Aggregator, BuildContext, Contribution, EventRow, InsightOperator, Interner, PersonView,
+    PropValue, Sym,
+};
+
+use crate::query::{Interval, Scope};
+use crate::QueryError;
+
+use config::{Series, TrendsConfig};
+use math::{ordered, Math, SESSION_KEY};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Builds the operator for a `TrendsQuery`.
+pub fn build(
+    query: &serde_json::Value,
+    ctx: &BuildContext,
+) -> Result<Arc<dyn InsightOperator>, QueryError> {
+    let config = TrendsConfig::parse(query, &ctx.interner, ctx.now_ms)?;
+    Ok(Arc::new(TrendsOperator {
+        config: Arc::new(config),
+        project: ctx.project,
+        session_key: ctx.interner.intern(SESSION_KEY),
+        interner: ctx.interner.clone(),
+    }))
+}
+
+/// The trends operator built from one query.
+pub struct TrendsOperator {
+    config: Arc<TrendsConfig>,
+    project: ProjectId,
+    session_key: Sym,
+    interner: Arc<Interner>,
+}
+
+impl InsightOperator for TrendsOperator {
+    fn project(&self) -> ProjectId {
+        self.project
+    }
+
+    fn event_properties(&self) -> Vec<String> {
+        self.keys(Scope::Event)
+    }
+
+    fn person_properties(&self) -> Vec<String> {
+        self.keys(Scope::Person)
+    }
+
+    fn person_pass(&self, person: &PersonView<'_>, out: &mut Vec<(Contribution, isize)>) {
+        for (index, series) in self.config.series.iter().enumerate() {
+            self.series_pass(index as i64, series, person, out);
+        }
+    }
+
+    fn aggregator(&self) -> Box<dyn Aggregator> {
+        Box::new(aggregate::TrendsAggregator::new(self.config.clone()))
+    }
+}
+
+impl TrendsOperator {
+    fn keys(&self, scope: Scope) -> Vec<String> {
+        let mut keys = BTreeSet::new();
+        for series in &self.config.series {
+            keys.extend(series.node.keys(scope));
+            if scope == Scope::Event {
+                keys.extend(series.math.property().map(str::to_string));
+            }
+        }
+        if let Some(b) = &self.config.breakdown {
+            keys.extend(b.keys(scope));
+        }
+        keys.into_iter().collect()
+    }
+
+    /// One series over one person: cells `(bucket_s, breakdown, value) → count`, then emitted
+    /// in the layout documented above.
+    fn series_pass(
+        &self,
+        index: i64,
+        series: &Series,
+        person: &PersonView<'_>,
+        out: &mut Vec<(Contribution, isize)>,
+    ) {
+        let config = &self.config;
+        let range = &config.range;
+        let interval = range.interval;
+        let windowed = match series.math {
+            Math::Active { days } if !config.total_value && interval_windows(interval) => {
+                Some(days)
+            }
+            _ => None,
+        };
+        let mut cells: BTreeMap<(i64, i64, i64), i64> = BTreeMap::new();
+        for row in person.events.iter().copied() {
+            let in_range = match windowed {
+                Some(days) => {
+                    row.ts_ms <= range.to_ms
+                        && range
+                            .from_ms
+                            .is_none_or(|f| row.ts_ms + days * DAY_MS >= interval.truncate(f))
+                }
+                None => range.contains(row.ts_ms),
+            };
+            if !in_range || !series.node.matches(row, person.props) {
+                continue;
+            }
+            let breakdown = config
+                .breakdown
+                .as_ref()
+                .and_then(|b| b.value(row, person.props))
+                .map_or(-1, i64::from);
+            let value = match &series.math {
+                Math::Property { key_sym, .. } => {
+                    match row.prop(*key_sym).and_then(|v| v.as_f64(&self.interner)) {
+                        Some(v) => ordered(v),
+                        None => continue,
+                    }
+                }
+                Math::UniqueSession => match self.session(row) {
+                    Some(sym) => i64::from(sym),
+                    None => continue,
+                },
+                _ => 0,
+            };
+            if let Some(days) = windowed {
+                for bucket in window_buckets(row.ts_ms, days, range) {
+                    cells.insert((bucket / 1000, breakdown, 0), 1);
+                }
+                continue;
+            }
+            let bucket = if config.total_value {
+                0
+            } else {
+                interval.truncate(row.ts_ms) / 1000
+            };
+            *cells.entry((bucket, breakdown, value)).or_insert(0) += 1;
+        }
+        for ((bucket, breakdown, value), count) in cells {
+            let (contribution, diff) = match series.math {
+                Math::Total => (vec![index, bucket, breakdown], count),
+                Math::Dau | Math::Active { .. } => (vec![index, bucket, breakdown], 1),
+                Math::UniqueSession => (vec![index, bucket, breakdown, value], 1),
+                Math::Property { .. } => (vec![index, bucket, breakdown, value], count),
+                Math::PerActor(_) => (vec![index, bucket, breakdown, count], 1),
+            };
+            out.push((contribution, diff as isize));
+        }
+    }
+
+    /// The event's `$session_id` as a symbol.
+    fn session(&self, row: &EventRow) -> Option<Sym> {
+        match row.prop(self.session_key)? {
+            PropValue::Str(sym) if self.interner.resolve(sym).is_empty() => None,
+            PropValue::Str(sym) => Some(sym),
+            other => Some(self.interner.intern(&other.to_text(&self.interner))),
+        }
+    }
+}
+
+/// Whether weekly/monthly active use a trailing window on this interval (day and shorter).
+fn interval_windows(interval: Interval) -> bool {
+    matches!(interval, Interval::Minute | Interval::Hour | Interval::Day)
+}
+
+/// The in-range bucket starts (ms) whose trailing `days`-day window, ending at the bucket's
+/// end, holds `ts_ms`.
+fn window_buckets(
+    ts_ms: i64,
+    days: i64,
+    range: &crate::query::DateRange,
+) -> impl Iterator<Item = i64> + '_ {
+    let interval = range.interval;
+    let first = range.from_ms.map(|f| interval.truncate(f));
+    let last = interval.truncate(range.to_ms);
+    let mut bucket = interval.truncate(ts_ms);
+    if let Some(first) = first {
+        // Skip straight to the range: buckets before it are never shown.
+        bucket = bucket.max(first);
+    }
+    std::iter::from_fn(move || {
+        let end = interval.add(bucket, 1);
+        if bucket > last || end > ts_ms + days * DAY_MS {
+            return None;
+        }
+        let current = bucket;
+        bucket = end;
+        Some(current)
+    })
+}
