@@ -406,9 +406,101 @@ fn errors_name_the_field() {
             .expect("an error");
         assert_eq!(err.field, field, "{filter}");
     }
-    let q = json!({"kind": "RetentionQuery", "aggregation_group_type_index": 0});
-    let err = quill_operators::build(&q, &ctx).err().expect("an error");
-    assert_eq!(err.field, "aggregation_group_type_index");
+    let top_level = [
+        (
+            json!({"aggregation_group_type_index": 0}),
+            "aggregation_group_type_index",
+        ),
+        (json!({"bogus": 1}), "bogus"),
+        (
+            json!({"breakdownFilter": {"breakdown_type": "cohort", "breakdown": [3]}}),
+            "breakdownFilter.breakdown",
+        ),
+        (
+            json!({"breakdownFilter": {"breakdown_type": "group", "breakdown": "x"}}),
+            "breakdownFilter.breakdown_type",
+        ),
+        (
+            json!({"breakdownFilter": {"breakdowns": [{"property": "a"}, {"property": "b"}]}}),
+            "breakdownFilter.breakdowns",
+        ),
+        (
+            json!({"dateRange": {"date_to": "someday"}}),
+            "dateRange.date_to",
+        ),
+        (
+            json!({"properties": [{"key": "a", "operator": "nope", "value": 1}]}),
+            "properties[0].operator",
+        ),
+    ];
+    for (extra, field) in top_level {
+        let mut q = json!({"kind": "RetentionQuery"});
+        for (k, v) in extra.as_object().unwrap() {
+            q[k] = v.clone();
+        }
+        let err = quill_operators::build(&q, &ctx).err().expect("an error");
+        assert_eq!(err.field, field, "{q}");
+    }
+}
+
+#[test]
+fn person_breakdown_reads_person_properties() {
+    let now = ms(2024, 1, 2, 0);
+    // PostHog's newer single-element `breakdowns` form.
+    let q = json!({"kind": "RetentionQuery", "retentionFilter": {"totalIntervals": 2},
+        "breakdownFilter": {"breakdowns": [{"property": "plan", "type": "person"}]}});
+    let (op, interner) = build(&q, now);
+    assert_eq!(op.person_properties(), vec!["plan".to_string()]);
+    assert!(op.event_properties().is_empty());
+    let events = [
+        pv(1, ms(2024, 1, 1, 0)),
+        pv(1, ms(2024, 1, 2, 0)),
+        pv(2, ms(2024, 1, 2, 0)),
+        pv(3, ms(2024, 1, 1, 0)),
+    ];
+    let projected = Projected::new(&events, &*op, &interner);
+    let plan = interner.intern("plan");
+    let props = |p: u64| match p {
+        1 | 2 => vec![(plan, interner.value(&json!("pro")).unwrap())],
+        _ => vec![],
+    };
+    let all_props: Vec<_> = projected.persons.iter().map(|(p, _)| props(*p)).collect();
+    let refs: Vec<Vec<&EventRow>> = projected
+        .persons
+        .iter()
+        .map(|(_, rows)| rows.iter().collect())
+        .collect();
+    let views: Vec<PersonView<'_>> = projected
+        .persons
+        .iter()
+        .zip(&refs)
+        .zip(&all_props)
+        .map(|(((p, _), events), props)| PersonView {
+            person: *p,
+            events,
+            props,
+        })
+        .collect();
+    let got = quill_pipeline::graph::evaluate(&*op, &views);
+    let labels: Vec<&str> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["breakdown_value"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        vec![
+            "pro",
+            "pro",
+            "$$_posthog_breakdown_null_$$",
+            "$$_posthog_breakdown_null_$$"
+        ]
+    );
+    assert_eq!(
+        table(&got),
+        vec![vec![1, 1], vec![2, 0], vec![1, 0], vec![0, 0]]
+    );
 }
 
 /// Applies `history`'s contributions with `diff` into `agg`.
