@@ -139,7 +139,8 @@ pub fn trends(
                 }
                 let (f, t) = (reached(&depths, from), reached(&depths, to));
                 if f > 0 {
-                    (t as f64 / f as f64 * 10_000.0).round() / 100.0
+                    let percent = t as f64 / f as f64 * 100.0;
+                    (percent * 100.0).round() / 100.0
                 } else {
                     0.0
                 }
