@@ -220,8 +220,8 @@ pub fn retention(events: &[RefEvent], query: &Value, now_ms: i64) -> Value {
             let active: Vec<usize> = (1..n - s).filter(|k| returns[s + k] >= min_occ).collect();
             if cumulative {
                 let furthest = active.iter().copied().max().unwrap_or(0);
-                for k in 0..=furthest {
-                    table[s][k] += 1;
+                for cell in &mut table[s][..=furthest] {
+                    *cell += 1;
                 }
             } else {
                 table[s][0] += 1;
