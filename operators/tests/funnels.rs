@@ -92,7 +92,10 @@ fn basic_events() -> Vec<RefEvent> {
 
 #[test]
 fn ordered_steps_counts_and_times() {
-    let got = run(&query(&["signup", "view", "pay"], json!({})), &basic_events());
+    let got = run(
+        &query(&["signup", "view", "pay"], json!({})),
+        &basic_events(),
+    );
     assert_eq!(
         got,
         json!([
@@ -153,7 +156,10 @@ fn strict_order_breaks_on_other_events_but_not_repeats() {
         e(2, ms(1, 10, 2), "other"),
         e(2, ms(1, 10, 3), "pay"),
     ];
-    let q = query(&["signup", "view", "pay"], json!({"funnelOrderType": "strict"}));
+    let q = query(
+        &["signup", "view", "pay"],
+        json!({"funnelOrderType": "strict"}),
+    );
     assert_eq!(counts(&run(&q, &events)), vec![2, 2, 1]);
     let q = query(&["signup", "view", "pay"], json!({}));
     assert_eq!(counts(&run(&q, &events)), vec![2, 2, 2]);
@@ -166,7 +172,10 @@ fn unordered_names_steps_by_completion() {
         e(1, ms(1, 10, 5), "signup"),
         e(2, ms(1, 10, 0), "view"),
     ];
-    let q = query(&["signup", "view", "pay"], json!({"funnelOrderType": "unordered"}));
+    let q = query(
+        &["signup", "view", "pay"],
+        json!({"funnelOrderType": "unordered"}),
+    );
     let got = run(&q, &events);
     assert_eq!(counts(&got), vec![2, 1, 0]);
     assert_eq!(got[0]["name"], json!("Completed 1 step"));
@@ -211,14 +220,28 @@ fn breakdown_attribution_and_other() {
     let mut q = query(&["signup", "view"], json!({}));
     q["breakdownFilter"] = json!({"breakdown": "$browser", "breakdown_type": "event"});
     let got = run(&q, &events);
-    let labels: Vec<&Value> = got.as_array().unwrap().iter().map(|l| &l[0]["breakdown_value"]).collect();
+    let labels: Vec<&Value> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| &l[0]["breakdown_value"])
+        .collect();
     assert_eq!(labels, vec![&json!(["Chrome"]), &json!(["Firefox"])]);
     assert_eq!(counts(&got[0]), vec![2, 1]);
 
-    q["funnelsFilter"] = json!({"breakdownAttributionType": "step", "breakdownAttributionValue": 1});
+    q["funnelsFilter"] =
+        json!({"breakdownAttributionType": "step", "breakdownAttributionValue": 1});
     let got = run(&q, &events);
-    let labels: Vec<&Value> = got.as_array().unwrap().iter().map(|l| &l[0]["breakdown"]).collect();
-    assert_eq!(labels, vec![&json!([NULL]), &json!(["Firefox"]), &json!(["Safari"])]);
+    let labels: Vec<&Value> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| &l[0]["breakdown"])
+        .collect();
+    assert_eq!(
+        labels,
+        vec![&json!([NULL]), &json!(["Firefox"]), &json!(["Safari"])]
+    );
 
     q["funnelsFilter"] = json!({"breakdownAttributionType": "all_events"});
     q["breakdownFilter"]["breakdown_limit"] = json!(1);
@@ -259,13 +282,19 @@ fn time_to_convert_histogram() {
         events.push(e(p, ms(1, 10, 0), "signup"));
         events.push(e(p, ms(1, 10, 0) + secs * 1000 + 500, "view"));
     }
-    let q = query(&["signup", "view"], json!({"funnelVizType": "time_to_convert"}));
+    let q = query(
+        &["signup", "view"],
+        json!({"funnelVizType": "time_to_convert"}),
+    );
     // 3 persons: 2 bins of ceil((96 - 10) / 2) = 43 seconds, plus the closing bin.
     assert_eq!(
         run(&q, &events),
         json!({"bins": [[10, 2], [53, 1], [96, 0]], "average_conversion_time": 42.166666666666664})
     );
-    let q = query(&["signup", "view"], json!({"funnelVizType": "time_to_convert", "binCount": 1}));
+    let q = query(
+        &["signup", "view"],
+        json!({"funnelVizType": "time_to_convert", "binCount": 1}),
+    );
     assert_eq!(run(&q, &events)["bins"], json!([[10, 3], [96, 0]]));
 }
 
@@ -275,11 +304,19 @@ fn person_breakdown_reads_person_properties() {
     q["breakdownFilter"] = json!({"breakdown": "plan", "breakdown_type": "person"});
     let (op, interner) = build(&q);
     assert_eq!(op.person_properties(), vec!["plan".to_string()]);
-    let events = [e(1, ms(1, 10, 0), "signup"), e(1, ms(1, 10, 1), "view"), e(2, ms(1, 10, 0), "signup")];
+    let events = [
+        e(1, ms(1, 10, 0), "signup"),
+        e(1, ms(1, 10, 1), "view"),
+        e(2, ms(1, 10, 0), "signup"),
+    ];
     let projected = Projected::new(&events, &*op, &interner);
     let plan = interner.intern("plan");
     let props = vec![(plan, interner.value(&json!("pro")).unwrap())];
-    let refs: Vec<Vec<&EventRow>> = projected.persons.iter().map(|(_, r)| r.iter().collect()).collect();
+    let refs: Vec<Vec<&EventRow>> = projected
+        .persons
+        .iter()
+        .map(|(_, r)| r.iter().collect())
+        .collect();
     let views: Vec<PersonView<'_>> = projected
         .persons
         .iter()
@@ -312,23 +349,38 @@ fn errors_name_the_field() {
         "funnelsFilter.funnelOrderType"
     );
     assert_eq!(
-        err(query(&["a", "b"], json!({"funnelWindowIntervalUnit": "fortnight"}))),
+        err(query(
+            &["a", "b"],
+            json!({"funnelWindowIntervalUnit": "fortnight"})
+        )),
         "funnelsFilter.funnelWindowIntervalUnit"
     );
     assert_eq!(
-        err(query(&["a", "b"], json!({"exclusions": [{"event": "x", "funnelFromStep": 1, "funnelToStep": 1}]}))),
+        err(query(
+            &["a", "b"],
+            json!({"exclusions": [{"event": "x", "funnelFromStep": 1, "funnelToStep": 1}]})
+        )),
         "funnelsFilter.exclusions[0].funnelToStep"
     );
     assert_eq!(
-        err(query(&["a", "b", "c"], json!({"funnelOrderType": "unordered",
-            "exclusions": [{"event": "x", "funnelFromStep": 0, "funnelToStep": 1}]}))),
+        err(query(
+            &["a", "b", "c"],
+            json!({"funnelOrderType": "unordered",
+            "exclusions": [{"event": "x", "funnelFromStep": 0, "funnelToStep": 1}]})
+        )),
         "funnelsFilter.exclusions[0].funnelFromStep"
     );
     assert_eq!(
-        err(query(&["a", "b"], json!({"funnelVizType": "trends", "funnelFromStep": 1, "funnelToStep": 1}))),
+        err(query(
+            &["a", "b"],
+            json!({"funnelVizType": "trends", "funnelFromStep": 1, "funnelToStep": 1})
+        )),
         "funnelsFilter.funnelToStep"
     );
-    assert_eq!(err(query(&["a", "b"], json!({"bogus": 1}))), "funnelsFilter.bogus");
+    assert_eq!(
+        err(query(&["a", "b"], json!({"bogus": 1}))),
+        "funnelsFilter.bogus"
+    );
 }
 
 // ---- property tests ----
@@ -372,7 +424,8 @@ fn arb_step() -> impl Strategy<Value = Value> {
     (prop::option::of(0usize..3), any::<bool>()).prop_map(|(name, filtered)| {
         let mut node = json!({"kind": "EventsNode", "event": name.map(|n| NAMES[n])});
         if filtered {
-            node["properties"] = json!([{"key": "b", "value": "one", "operator": "exact", "type": "event"}]);
+            node["properties"] =
+                json!([{"key": "b", "value": "one", "operator": "exact", "type": "event"}]);
         }
         node
     })

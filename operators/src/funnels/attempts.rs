@@ -112,7 +112,8 @@ fn matches(event: &FunnelEvent, step: usize) -> bool {
 pub fn attempts(events: &[FunnelEvent], shape: &Shape) -> Vec<Attempt> {
     let n = events.len();
     let steps = shape.steps.clamp(1, 64);
-    let within = |start: usize, q: usize| q < n && events[q].ts - events[start].ts <= shape.window_ms;
+    let within =
+        |start: usize, q: usize| q < n && events[q].ts - events[start].ts <= shape.window_ms;
     let next_match: Vec<Vec<usize>> = (0..steps)
         .map(|s| next_table(n, |p| matches(&events[p], s)))
         .collect();
@@ -135,11 +136,7 @@ pub fn attempts(events: &[FunnelEvent], shape: &Shape) -> Vec<Attempt> {
             // next_break[k][p]: the first event at or after p that is not a bare repeat of step
             // k; it has to be step k+1 for an attempt at step k to go on.
             let next_break: Vec<Vec<usize>> = (0..steps.saturating_sub(1))
-                .map(|k| {
-                    next_table(n, |p| {
-                        !matches(&events[p], k) || matches(&events[p], k + 1)
-                    })
-                })
+                .map(|k| next_table(n, |p| !matches(&events[p], k) || matches(&events[p], k + 1)))
                 .collect();
             for start in (0..n).filter(|&p| matches(&events[p], 0)) {
                 let mut positions = vec![start];
@@ -172,17 +169,21 @@ pub fn attempts(events: &[FunnelEvent], shape: &Shape) -> Vec<Attempt> {
         .map(|positions| {
             let start = positions[0];
             let depth = positions.len() - 1;
-            let excluded = shape.exclusions.iter().zip(&next_excl).any(|(range, table)| {
-                if depth < range.from {
-                    return false;
-                }
-                let x = table[positions[range.from] + 1];
-                if depth >= range.to {
-                    x < positions[range.to]
-                } else {
-                    within(start, x)
-                }
-            });
+            let excluded = shape
+                .exclusions
+                .iter()
+                .zip(&next_excl)
+                .any(|(range, table)| {
+                    if depth < range.from {
+                        return false;
+                    }
+                    let x = table[positions[range.from] + 1];
+                    if depth >= range.to {
+                        x < positions[range.to]
+                    } else {
+                        within(start, x)
+                    }
+                });
             Attempt {
                 start,
                 positions,
@@ -249,9 +250,15 @@ mod tests {
     #[test]
     fn strict_passes_over_repeats_but_not_other_events() {
         let events = [ev(0, 1), ev(1, 2), ev(2, 2), ev(3, 4)];
-        assert_eq!(best(&events, &shape(3, Order::Strict)).map(|b| b.0), Some(2));
+        assert_eq!(
+            best(&events, &shape(3, Order::Strict)).map(|b| b.0),
+            Some(2)
+        );
         let events = [ev(0, 1), ev(1, 2), ev(2, 0), ev(3, 4)];
-        assert_eq!(best(&events, &shape(3, Order::Strict)).map(|b| b.0), Some(1));
+        assert_eq!(
+            best(&events, &shape(3, Order::Strict)).map(|b| b.0),
+            Some(1)
+        );
     }
 
     #[test]

@@ -178,7 +178,10 @@ pub fn parse(query: &Value, ctx: &BuildContext) -> Result<FunnelConfig, QueryErr
         .map(|node| node.with_global(&global))
         .collect();
     if steps.len() < 2 {
-        return Err(QueryError::new("series", "a funnel needs at least two steps"));
+        return Err(QueryError::new(
+            "series",
+            "a funnel needs at least two steps",
+        ));
     }
     if steps.len() > 64 {
         return Err(QueryError::new("series", "a funnel has at most 64 steps"));
@@ -222,7 +225,9 @@ pub fn parse(query: &Value, ctx: &BuildContext) -> Result<FunnelConfig, QueryErr
             )))
         }
     };
-    let window_count = int(filter, "funnelWindowInterval").map_err(within)?.unwrap_or(14);
+    let window_count = int(filter, "funnelWindowInterval")
+        .map_err(within)?
+        .unwrap_or(14);
     if window_count < 0 {
         return Err(within(QueryError::new(
             "funnelWindowInterval",
@@ -240,8 +245,8 @@ pub fn parse(query: &Value, ctx: &BuildContext) -> Result<FunnelConfig, QueryErr
     })?;
     let window_ms = window_count.saturating_mul(unit_ms);
 
-    let (exclusions, ranges) = parse_exclusions(filter.get("exclusions"), n, order, interner)
-        .map_err(within)?;
+    let (exclusions, ranges) =
+        parse_exclusions(filter.get("exclusions"), n, order, interner).map_err(within)?;
     let exclusions = exclusions
         .into_iter()
         .map(|node| node.with_global(&global))
@@ -261,14 +266,18 @@ pub fn parse(query: &Value, ctx: &BuildContext) -> Result<FunnelConfig, QueryErr
             if kind == "trends" {
                 Viz::Trends { from, to }
             } else {
-                let bins = int(filter, "binCount").map_err(within)?.map(|b| b.clamp(1, 90));
+                let bins = int(filter, "binCount")
+                    .map_err(within)?
+                    .map(|b| b.clamp(1, 90));
                 Viz::TimeToConvert { from, to, bins }
             }
         }
         Some(other) => {
             return Err(within(QueryError::new(
                 "funnelVizType",
-                format!("unknown visualization {other:?}; expected steps, trends or time_to_convert"),
+                format!(
+                    "unknown visualization {other:?}; expected steps, trends or time_to_convert"
+                ),
             )))
         }
     };

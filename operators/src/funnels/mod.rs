@@ -33,9 +33,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use quill_pipeline::event::ProjectId;
-use quill_pipeline::graph::{
-    Aggregator, BuildContext, Contribution, InsightOperator, PersonView,
-};
+use quill_pipeline::graph::{Aggregator, BuildContext, Contribution, InsightOperator, PersonView};
 
 use crate::query::Scope;
 use crate::QueryError;
@@ -118,7 +116,9 @@ impl Aggregator for FunnelsAggregator {
         let diff = diff as i64;
         match self.config.viz {
             Viz::Steps => {
-                let [value, depth, deltas @ ..] = c else { return };
+                let [value, depth, deltas @ ..] = c else {
+                    return;
+                };
                 let state = self.steps.entry(*value).or_default();
                 state.add(*depth as usize, deltas, diff);
                 if state.is_empty() {

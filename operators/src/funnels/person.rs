@@ -100,7 +100,7 @@ pub fn pass(cfg: &FunnelConfig, person: &PersonView<'_>, out: &mut Vec<(Contribu
             emit(cfg, &reduced, |_| encode(value), out);
         }
         Attribution::LastTouch => {
-            let value = touched().last();
+            let value = touched().next_back();
             emit(cfg, &reduced, |_| encode(value), out);
         }
         Attribution::Step(step) => {

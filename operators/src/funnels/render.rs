@@ -147,9 +147,8 @@ pub fn trends(
             })
             .collect()
     };
-    let entry = |data: Vec<f64>| {
-        json!({"count": data.len(), "data": data, "days": days, "labels": labels})
-    };
+    let entry =
+        |data: Vec<f64>| json!({"count": data.len(), "data": data, "days": days, "labels": labels});
     if cfg.breakdown.is_none() {
         return json!([entry(series(&[NULL_VALUE]))]);
     }

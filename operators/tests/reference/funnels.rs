@@ -12,6 +12,8 @@
 //! days), day intervals, step / exclusion / query `properties` as lists of event filters with
 //! the `exact` operator and a scalar value, an event-property `breakdownFilter`, and every
 //! `funnelsFilter` option.
+// Index loops read closest to the definition: positions are what the chains hold.
+#![allow(clippy::needless_range_loop)]
 
 use std::collections::BTreeMap;
 
@@ -241,15 +243,22 @@ pub fn funnels(events: &[RefEvent], query: &Value) -> Value {
                     .collect()
             })
             .unwrap_or_default(),
-        order: ff["funnelOrderType"].as_str().unwrap_or("ordered").to_string(),
+        order: ff["funnelOrderType"]
+            .as_str()
+            .unwrap_or("ordered")
+            .to_string(),
         window: ff["funnelWindowInterval"].as_i64().unwrap_or(14) * unit_ms,
     };
     let global = filters(query.get("properties"));
     let from_ms = day_start(query["dateRange"]["date_from"].as_str().unwrap());
     let to_ms = day_start(query["dateRange"]["date_to"].as_str().unwrap()) + DAY - 1;
     let bd_key = query["breakdownFilter"]["breakdown"].as_str();
-    let limit = query["breakdownFilter"]["breakdown_limit"].as_u64().unwrap_or(25) as usize;
-    let attribution = ff["breakdownAttributionType"].as_str().unwrap_or("first_touch");
+    let limit = query["breakdownFilter"]["breakdown_limit"]
+        .as_u64()
+        .unwrap_or(25) as usize;
+    let attribution = ff["breakdownAttributionType"]
+        .as_str()
+        .unwrap_or("first_touch");
     let attr_step = ff["breakdownAttributionValue"].as_u64().unwrap_or(0) as usize;
     let viz = ff["funnelVizType"].as_str().unwrap_or("steps");
     let from_step = ff["funnelFromStep"].as_u64().unwrap_or(0) as usize;
@@ -308,9 +317,9 @@ pub fn funnels(events: &[RefEvent], query: &Value) -> Value {
         for (ev, fixed) in runs {
             let attempts = all_attempts(&f, &ev);
             let outcome = |a: &Attempt, bucket: i64| Outcome {
-                label: fixed.clone().unwrap_or_else(|| {
-                    lbl(a.chain.get(attr_step).and_then(|&p| label_of(ev[p])))
-                }),
+                label: fixed
+                    .clone()
+                    .unwrap_or_else(|| lbl(a.chain.get(attr_step).and_then(|&p| label_of(ev[p])))),
                 times: a.chain.iter().map(|&p| ev[p].ts_ms).collect(),
                 bucket,
             };
@@ -336,8 +345,18 @@ pub fn funnels(events: &[RefEvent], query: &Value) -> Value {
     }
 
     match viz {
-        "time_to_convert" => time_to_convert(&outcomes, from_step, to_step, ff["binCount"].as_i64()),
-        "trends" => trends(&outcomes, bd_key.is_some(), limit, from_ms, to_ms, from_step, to_step),
+        "time_to_convert" => {
+            time_to_convert(&outcomes, from_step, to_step, ff["binCount"].as_i64())
+        }
+        "trends" => trends(
+            &outcomes,
+            bd_key.is_some(),
+            limit,
+            from_ms,
+            to_ms,
+            from_step,
+            to_step,
+        ),
         _ => steps(&outcomes, &f, series, bd_key.is_some(), limit),
     }
 }
@@ -360,7 +379,13 @@ fn top(totals: &BTreeMap<String, i64>, limit: usize) -> Vec<(String, Vec<String>
     out
 }
 
-fn steps(outcomes: &[Outcome], f: &Funnel, series: &[Value], breakdown: bool, limit: usize) -> Value {
+fn steps(
+    outcomes: &[Outcome],
+    f: &Funnel,
+    series: &[Value],
+    breakdown: bool,
+    limit: usize,
+) -> Value {
     let n = f.steps.len();
     let list = |group: &[&Outcome], label: Option<&str>| -> Value {
         let mut out = Vec::new();
@@ -426,8 +451,10 @@ fn steps(outcomes: &[Outcome], f: &Funnel, series: &[Value], breakdown: bool, li
         top(&totals, limit)
             .into_iter()
             .map(|(label, members)| {
-                let group: Vec<&Outcome> =
-                    outcomes.iter().filter(|o| members.contains(&o.label)).collect();
+                let group: Vec<&Outcome> = outcomes
+                    .iter()
+                    .filter(|o| members.contains(&o.label))
+                    .collect();
                 list(&group, Some(&label))
             })
             .collect(),
@@ -448,8 +475,14 @@ fn trends(
         let data: Vec<f64> = days
             .iter()
             .map(|&day| {
-                let f = group.iter().filter(|o| o.bucket == day && o.times.len() > from_step).count();
-                let t = group.iter().filter(|o| o.bucket == day && o.times.len() > to_step).count();
+                let f = group
+                    .iter()
+                    .filter(|o| o.bucket == day && o.times.len() > from_step)
+                    .count();
+                let t = group
+                    .iter()
+                    .filter(|o| o.bucket == day && o.times.len() > to_step)
+                    .count();
                 if f == 0 {
                     0.0
                 } else {
@@ -459,7 +492,10 @@ fn trends(
             })
             .collect();
         let fmt = |day: i64, pattern: &str| {
-            Utc.timestamp_millis_opt(day).unwrap().format(pattern).to_string()
+            Utc.timestamp_millis_opt(day)
+                .unwrap()
+                .format(pattern)
+                .to_string()
         };
         json!({
             "count": days.len(),
@@ -479,8 +515,10 @@ fn trends(
         top(&totals, limit)
             .into_iter()
             .map(|(label, members)| {
-                let group: Vec<&Outcome> =
-                    outcomes.iter().filter(|o| members.contains(&o.label)).collect();
+                let group: Vec<&Outcome> = outcomes
+                    .iter()
+                    .filter(|o| members.contains(&o.label))
+                    .collect();
                 let mut e = entry(&group);
                 e["breakdown_value"] = json!([label]);
                 e
@@ -510,7 +548,11 @@ fn time_to_convert(outcomes: &[Outcome], from: usize, to: usize, bin_count: Opti
         }
     };
     let lo = secs.iter().cloned().fold(f64::INFINITY, f64::min).floor() as i64;
-    let hi = secs.iter().cloned().fold(f64::NEG_INFINITY, f64::max).ceil() as i64;
+    let hi = secs
+        .iter()
+        .cloned()
+        .fold(f64::NEG_INFINITY, f64::max)
+        .ceil() as i64;
     let mut width = ((hi - lo) as f64 / bins as f64).ceil() as i64;
     if width == 0 {
         width = 60;
@@ -520,9 +562,7 @@ fn time_to_convert(outcomes: &[Outcome], from: usize, to: usize, bin_count: Opti
             let start = lo + i * width;
             let count = secs
                 .iter()
-                .filter(|&&s| {
-                    s >= start as f64 && (s < (start + width) as f64 || i == bins)
-                })
+                .filter(|&&s| s >= start as f64 && (s < (start + width) as f64 || i == bins))
                 .count();
             json!([start, count])
         })
