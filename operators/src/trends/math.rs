@@ -53,6 +53,11 @@ pub enum Math {
     PerActor(Agg),
 }
 
+/// The multiset value of a matching event that carries no value for the math (no numeric
+/// property, no session): kept so the cell exists, skipped when folding. No finite number's
+/// [`ordered`] key and no symbol equals it.
+pub const NO_VALUE: i64 = i64::MIN;
+
 /// The property unique_session reads.
 pub const SESSION_KEY: &str = "$session_id";
 
@@ -123,7 +128,7 @@ impl Math {
     /// The bucket's number from its multiset `values` (value → multiplicity; entries with a
     /// non-positive multiplicity are ignored). An empty bucket is 0.
     pub fn fold(&self, values: &BTreeMap<i64, i64>) -> f64 {
-        let live = || values.iter().filter(|(_, m)| **m > 0);
+        let live = || values.iter().filter(|(v, m)| **m > 0 && **v != NO_VALUE);
         match self {
             Math::Total | Math::Dau | Math::Active { .. } => live().map(|(_, m)| *m as f64).sum(),
             Math::UniqueSession => live().count() as f64,

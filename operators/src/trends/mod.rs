@@ -16,6 +16,8 @@
 //!   - `unique_session`: the interned `$session_id`; diff = 1 per person, cell and session;
 //!   - property math: the value as an order-preserving key ([`math::ordered`]); diff = the
 //!     person's events with that value in the cell;
+//!   - for both, [`math::NO_VALUE`] stands for matching events without a (numeric) value:
+//!     the fold ignores it, but it makes the breakdown value show up, as in PostHog;
 //!   - `*_count_per_actor`: the person's event count in the cell; diff = 1.
 //!
 //! **State.** The aggregator keeps, per `(series, bucket, breakdown)` cell, a multiset of
@@ -27,8 +29,8 @@
 //! length in buckets for weekly/monthly active); applying a contribution is `O(log n)`.
 //!
 //! **Semantics and judgment calls.**
-//! - Property math ignores events whose property is missing or not numeric (as ClickHouse's
-//!   aggregates skip nulls); a bucket with no values shows 0.
+//! - Property math ignores events whose property is missing, not numeric or not finite (as
+//!   ClickHouse's aggregates skip nulls); a bucket with no values shows 0.
 //! - Quantiles (`median`, `p75`…`p99`, and their per-actor forms) interpolate linearly between
 //!   the closest ranks, as ClickHouse's `quantile` does on small inputs.
 //! - `weekly_active` / `monthly_active` count the persons with an event in the 7 / 30 days
@@ -57,7 +59,7 @@ use crate::query::{Interval, Scope};
 use crate::QueryError;
 
 use config::{Series, TrendsConfig};
-use math::{ordered, Math, SESSION_KEY};
+use math::{ordered, Math, NO_VALUE, SESSION_KEY};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -162,14 +164,11 @@ impl TrendsOperator {
             let value = match &series.math {
                 Math::Property { key_sym, .. } => {
                     match row.prop(*key_sym).and_then(|v| v.as_f64(&self.interner)) {
-                        Some(v) => ordered(v),
-                        None => continue,
+                        Some(v) if v.is_finite() => ordered(v),
+                        _ => NO_VALUE,
                     }
                 }
-                Math::UniqueSession => match self.session(row) {
-                    Some(sym) => i64::from(sym),
-                    None => continue,
-                },
+                Math::UniqueSession => self.session(row).map_or(NO_VALUE, i64::from),
                 _ => 0,
             };
             if let Some(days) = windowed {
