@@ -487,3 +487,54 @@ proptest! {
         prop_assert_eq!(agg.render(), fresh);
     }
 }
+
+#[test]
+fn person_property_breakdown_and_filter() {
+    let query = json!({"kind": "TrendsQuery",
+        "dateRange": {"date_from": "2024-01-01", "date_to": "2024-01-02"},
+        "breakdownFilter": {"breakdown": "plan", "breakdown_type": "person"},
+        "properties": [{"key": "plan", "value": "free", "operator": "is_not", "type": "person"}],
+        "series": [{"event": "a"}]});
+    let (op, interner) = build(&query);
+    assert_eq!(op.person_properties(), vec!["plan".to_string()]);
+    assert!(op.event_properties().is_empty());
+    let events = [
+        ev(1, ms(2024, 1, 1, 1), "a", json!({})),
+        ev(2, ms(2024, 1, 2, 1), "a", json!({})),
+        ev(3, ms(2024, 1, 2, 2), "a", json!({})),
+    ];
+    let projected = Projected::new(&events, &*op, &interner);
+    let plan = interner.intern("plan");
+    let props = |v: &str| vec![(plan, interner.value(&json!(v)).unwrap())];
+    let person_props = [props("pro"), props("free"), Vec::new()];
+    let refs: Vec<Vec<&EventRow>> = projected
+        .persons
+        .iter()
+        .map(|(_, rows)| rows.iter().collect())
+        .collect();
+    let views: Vec<PersonView<'_>> = projected
+        .persons
+        .iter()
+        .zip(&refs)
+        .zip(&person_props)
+        .map(|(((person, _), rows), props)| PersonView {
+            person: *person,
+            events: rows,
+            props,
+        })
+        .collect();
+    let got = quill_pipeline::graph::evaluate(&*op, &views);
+    let lines: Vec<(Value, Value)> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["breakdown_value"].clone(), r["data"].clone()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (json!("pro"), json!([1, 0])),
+            (json!("$$_posthog_breakdown_null_$$"), json!([0, 1])),
+        ]
+    );
+}
