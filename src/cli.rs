@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// Seeds the personal API key (phx_...).
     #[arg(long, env = "QUILL_PERSONAL_API_KEY")]
     pub personal_api_key: Option<String>,
+    /// Timely worker threads for the insights dataflow.
+    #[arg(long, env = "QUILL_WORKERS", default_value_t = 1)]
+    pub workers: usize,
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +96,8 @@ pub enum BenchCommand {
     Ingest(crate::bench::ingest::IngestBenchArgs),
     /// The log's in-process append rate (group commit + fsync), without HTTP.
     Log(crate::bench::log::LogBenchArgs),
+    /// Freshness of ten maintained insights while events stream in at a steady rate.
+    Insights(crate::bench::insights::InsightsBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod flags_http;
 mod hog;
+mod insights;
 mod serve;
 
 use clap::Parser;
@@ -47,6 +48,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Log(args),
         } => bench::log::run(args),
+        Command::Bench {
+            command: BenchCommand::Insights(args),
+        } => runtime()?.block_on(bench::insights::run(args)),
         Command::Hog { command } => hog::run(&command),
     }
 }

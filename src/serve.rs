@@ -38,7 +38,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (progress_tx, progress) = watch::channel(0u64);
     let status = status_handler(log.clone(), progress.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let materializer = Materializer::new(store.clone(), log.reader())?;
+    let insights = crate::insights::Insights::load(store.clone(), log.clone(), args.workers)?;
+    let (batches_tx, batches) = std::sync::mpsc::channel();
+    let feeder = insights.spawn_feeder(batches, stop.clone())?;
+    let materializer = Materializer::new(store.clone(), log.reader())?.with_observer(batches_tx);
     let materializer = {
         let stop = stop.clone();
         std::thread::Builder::new()
@@ -73,6 +76,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         progress,
         flags,
         hog_functions,
+        insights,
     });
     let app = Router::new()
         .route("/", get(|| async { "quill" }))
@@ -101,6 +105,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         log.shutdown();
         if materializer.join().is_err() {
             tracing::error!("the materializer thread panicked");
+        }
+        if feeder.join().is_err() {
+            tracing::error!("the insights feeder panicked");
         }
     })
     .await?;

@@ -3,8 +3,10 @@
 mod events;
 pub mod feature_flags;
 pub mod hog_functions;
+pub mod insights;
 mod persons;
 mod projects;
+mod query;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use quill_pipeline::event::ProjectId;
 use quill_pipeline::log::Log;
@@ -33,6 +35,8 @@ pub struct AppState {
     pub flags: Arc<feature_flags::FlagCache>,
     /// Hog transformations: definitions, logs, and the live chain capture runs.
     pub hog_functions: hog_functions::Functions,
+    /// Maintained insights and ad hoc queries.
+    pub insights: Arc<crate::insights::Insights>,
 }
 
 /// Longest a read waits for derived state to reflect what was acknowledged before it.
@@ -107,6 +111,19 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(hog_functions::logs),
         )
         .route("/api/hog_function_templates", get(hog_functions::templates))
+        .route("/api/projects/{project}/query", post(query::run))
+        .route(
+            "/api/projects/{project}/insights",
+            get(insights::list).post(insights::create),
+        )
+        .route(
+            "/api/projects/{project}/insights/{id}",
+            get(insights::get_one).delete(insights::delete),
+        )
+        .route(
+            "/api/projects/{project}/insights/{id}/stream",
+            get(insights::stream),
+        )
         .merge(crate::flags_http::local_evaluation_routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -147,7 +164,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     detail: String,
-    attr: Option<&'static str>,
+    attr: Option<std::borrow::Cow<'static, str>>,
 }
 
 impl ApiError {
@@ -156,7 +173,17 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_input",
             detail: detail.into(),
-            attr: Some(attr),
+            attr: Some(attr.into()),
+        }
+    }
+
+    /// A 400 naming a field only known at run time (such as `series[1].math`).
+    pub fn invalid_at(attr: String, detail: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_input",
+            detail: detail.into(),
+            attr: Some(attr.into()),
         }
     }
 

@@ -161,7 +161,7 @@ async fn drive(
     Ok(())
 }
 
-async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+pub(super) async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     for _ in 0..300 {
         if let Ok(r) = client.get(format!("{base}/_readiness")).send().await {
             if r.status().is_success() {
@@ -174,7 +174,7 @@ async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> 
 }
 
 /// Seconds until the materializer has applied the whole log, from `/_status`.
-async fn wait_materialized(client: &reqwest::Client, base: &str) -> Option<f64> {
+pub(super) async fn wait_materialized(client: &reqwest::Client, base: &str) -> Option<f64> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(300) {
         let status = client
@@ -194,7 +194,7 @@ async fn wait_materialized(client: &reqwest::Client, base: &str) -> Option<f64> 
     None
 }
 
-fn peak_rss_kb(pid: u32) -> Option<u64> {
+pub(super) fn peak_rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod ingest;
+pub mod insights;
 pub mod log;
 
 /// p-th percentile (0–100) of sorted samples.

@@ -67,17 +67,28 @@ pub struct Engine {
 impl Engine {
     /// Starts the runtime with `workers` threads and the collector.
     pub fn start(workers: usize) -> Result<Arc<Self>, EngineError> {
+        Self::start_with(workers, watch::channel(0).0)
+    }
+
+    /// As [`Engine::start`], bumping `version` whenever a result is published (so that a
+    /// replacement engine can keep its predecessor's subscribers).
+    pub fn start_with(
+        workers: usize,
+        version: watch::Sender<u64>,
+    ) -> Result<Arc<Self>, EngineError> {
         let runtime = Arc::new(Mutex::new(Runtime::start(workers)?));
         let (sink, outputs) = mpsc::channel();
         let engine = Arc::new(Self {
             runtime,
             sets: Arc::default(),
             published: Arc::default(),
-            version: watch::channel(0).0,
+            version,
             sink,
         });
         let collector = Collector {
-            runtime: engine.runtime.clone(),
+            // Weak: the engine owns the runtime; when the engine goes, the workers stop, their
+            // sinks close, and the collector's loop ends.
+            runtime: Arc::downgrade(&engine.runtime),
             sets: engine.sets.clone(),
             published: engine.published.clone(),
             version: engine.version.clone(),
@@ -191,7 +202,7 @@ fn collect_one(
 }
 
 struct Collector {
-    runtime: Arc<Mutex<Runtime>>,
+    runtime: std::sync::Weak<Mutex<Runtime>>,
     sets: Arc<Mutex<Sets>>,
     published: Arc<RwLock<HashMap<u64, Published>>>,
     version: watch::Sender<u64>,
@@ -270,7 +281,10 @@ impl Collector {
         self.version.send_modify(|v| *v += 1);
         if is_newest && first {
             let old: Vec<u64> = sets.states.keys().copied().filter(|s| *s != set).collect();
-            let mut runtime = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(runtime) = self.runtime.upgrade() else {
+                return;
+            };
+            let mut runtime = runtime.lock().unwrap_or_else(|e| e.into_inner());
             for s in old {
                 sets.states.remove(&s);
                 if let Err(e) = runtime.retire(s) {

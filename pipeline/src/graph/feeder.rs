@@ -42,13 +42,16 @@ const BOOTSTRAP_BYTES: usize = 16 << 20;
 /// Marks synthetic person ids (distinct ids without a person).
 const SYNTHETIC: u64 = 1 << 63;
 
+/// A touched person's current properties; `None` when the person was removed.
+pub type PersonState = (ProjectId, u64, Option<Map<String, Value>>);
+
 /// Identity as resolved at the end of one materializer batch.
 #[derive(Debug, Default)]
 pub struct IdentityChanges {
     /// `(project, distinct id, person id)` for every distinct id the batch touched.
     pub distinct_ids: Vec<(ProjectId, String, Option<u64>)>,
     /// `(project, person id, properties)` for every person the batch touched; `None` = removed.
-    pub persons: Vec<(ProjectId, u64, Option<Map<String, Value>>)>,
+    pub persons: Vec<PersonState>,
     /// `(project, distinct id, offset)`: events of the distinct id below the offset no longer
     /// count (their person was deleted).
     pub cutoffs: Vec<(ProjectId, String, u64)>,
@@ -398,10 +401,17 @@ impl Feeder {
         }
     }
 
-    /// Follows the materializer's batches until `stop` is set or the channel closes. Batches
-    /// that end at or before `from` are already loaded (by [`Feeder::bootstrap`]).
-    pub fn run(mut self, batches: Receiver<GraphBatch>, from: u64, stop: Arc<AtomicBool>) {
-        while !stop.load(Ordering::Relaxed) {
+    /// Follows the materializer's batches until `stop` or `rebuild` is set, or the channel
+    /// closes. Batches that end at or before `from` are already loaded (by
+    /// [`Feeder::bootstrap`]).
+    pub fn run(
+        mut self,
+        batches: &Receiver<GraphBatch>,
+        from: u64,
+        stop: &AtomicBool,
+        rebuild: &AtomicBool,
+    ) {
+        while !stop.load(Ordering::Relaxed) && !rebuild.load(Ordering::Relaxed) {
             let batch = match batches.recv_timeout(Duration::from_millis(50)) {
                 Ok(b) => b,
                 Err(RecvTimeoutError::Timeout) => continue,

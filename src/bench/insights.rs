@@ -1,0 +1,443 @@
+//! `quill bench insights`: freshness of maintained insights under a steady stream of events.
+//!
+//! 1. Starts `quill serve` and registers ten insights (trends, funnels, retention).
+//! 2. Loads `--events` generated events over HTTP, with timestamps spread over four weeks in
+//!    random order, and waits until every insight reflects all of them.
+//! 3. Streams new events at `--rate` for `--seconds`, following every insight's live stream.
+//!    For each acknowledged request it reads the log's end, then finds when each insight first
+//!    published a result covering that offset: that is the freshness latency.
+//!
+//! With `--dump FILE` it also writes the loaded events as CSV for the DuckDB peer
+//! (`benches/insights_duckdb.py`).
+
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use futures_util::StreamExt as _;
+use serde_json::{json, Value};
+
+use super::events::{event, Rng};
+use super::ingest::{peak_rss_kb, wait_materialized, wait_ready};
+use super::percentile;
+
+#[derive(Debug, Args)]
+pub struct InsightsBenchArgs {
+    /// Events loaded before streaming.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Distinct persons (skewed activity).
+    #[arg(long, default_value_t = 100_000)]
+    persons: u64,
+    /// Events per second while streaming.
+    #[arg(long, default_value_t = 50_000)]
+    rate: usize,
+    /// Seconds of streaming.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Timely worker threads of the server.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Write the loaded events as CSV here (for the DuckDB peer).
+    #[arg(long)]
+    dump: Option<std::path::PathBuf>,
+}
+
+const TOKEN: &str = "phc_bench_token";
+const KEY: &str = "phx_bench_key";
+const DAY_MS: i64 = 86_400_000;
+
+/// The ten insights: the mix a product dashboard has.
+pub fn queries() -> Vec<(&'static str, Value)> {
+    let range = json!({"date_from": "-30d"});
+    let steps = json!([
+        {"kind": "EventsNode", "event": "$pageview"},
+        {"kind": "EventsNode", "event": "signed_up"},
+        {"kind": "EventsNode", "event": "purchase"}
+    ]);
+    vec![
+        (
+            "pageviews per day",
+            json!({"kind": "TrendsQuery", "dateRange": range, "interval": "day",
+            "series": [{"kind": "EventsNode", "event": "$pageview", "math": "total"}]}),
+        ),
+        (
+            "daily active users",
+            json!({"kind": "TrendsQuery", "dateRange": range, "interval": "day",
+            "series": [{"kind": "EventsNode", "event": null, "math": "dau"}]}),
+        ),
+        (
+            "weekly active users",
+            json!({"kind": "TrendsQuery", "dateRange": range, "interval": "day",
+            "series": [{"kind": "EventsNode", "event": null, "math": "weekly_active"}]}),
+        ),
+        (
+            "pageviews by browser",
+            json!({"kind": "TrendsQuery", "dateRange": range, "interval": "week",
+            "series": [{"kind": "EventsNode", "event": "$pageview", "math": "total"}],
+            "breakdownFilter": {"breakdown_type": "event", "breakdown": "$browser"}}),
+        ),
+        (
+            "revenue",
+            json!({"kind": "TrendsQuery", "dateRange": range, "interval": "day",
+            "series": [{"kind": "EventsNode", "event": "purchase", "math": "sum", "math_property": "price"}]}),
+        ),
+        (
+            "signup funnel",
+            json!({"kind": "FunnelsQuery", "dateRange": range, "series": steps,
+            "funnelsFilter": {"funnelWindowInterval": 14, "funnelWindowIntervalUnit": "day"}}),
+        ),
+        (
+            "signup funnel by plan",
+            json!({"kind": "FunnelsQuery", "dateRange": range, "series": steps,
+            "breakdownFilter": {"breakdown_type": "event", "breakdown": "plan"},
+            "funnelsFilter": {"breakdownAttributionType": "first_touch"}}),
+        ),
+        (
+            "strict funnel",
+            json!({"kind": "FunnelsQuery", "dateRange": range,
+            "series": [{"kind": "EventsNode", "event": "$pageview"}, {"kind": "EventsNode", "event": "purchase"}],
+            "funnelsFilter": {"funnelOrderType": "strict", "funnelWindowInterval": 1, "funnelWindowIntervalUnit": "hour"}}),
+        ),
+        (
+            "retention",
+            json!({"kind": "RetentionQuery", "retentionFilter": {"period": "Day", "totalIntervals": 14,
+            "targetEntity": {"id": "$pageview", "type": "events"}, "returningEntity": {"id": "$pageview", "type": "events"}}}),
+        ),
+        (
+            "weekly retention, first time",
+            json!({"kind": "RetentionQuery", "retentionFilter": {"period": "Week",
+            "totalIntervals": 4, "retentionType": "retention_first_time",
+            "targetEntity": {"id": "signed_up", "type": "events"}, "returningEntity": {"id": "purchase", "type": "events"}}}),
+        ),
+    ]
+}
+
+pub async fn run(args: InsightsBenchArgs) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("quill-bench-insights-{}", std::process::id()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--workers"])
+        .arg(args.workers.to_string())
+        .arg("--data-dir")
+        .arg(&dir)
+        .env("QUILL_PROJECT_TOKEN", TOKEN)
+        .env("QUILL_PERSONAL_API_KEY", KEY)
+        .env("QUILL_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("starting quill serve")?;
+    let result = drive(&args, port, child.id()).await;
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn batch_body(rng: &mut Rng, persons: u64, n: usize, ts: impl Fn(&mut Rng) -> i64) -> Vec<Value> {
+    (0..n)
+        .map(|_| {
+            let t = ts(rng);
+            event(rng, persons, t)
+        })
+        .collect()
+}
+
+async fn drive(args: &InsightsBenchArgs, port: u16, pid: u32) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&client, &base).await?;
+    let auth = format!("Bearer {KEY}");
+
+    let mut ids = Vec::new();
+    for (name, query) in queries() {
+        let r = client
+            .post(format!("{base}/api/projects/1/insights"))
+            .header("authorization", &auth)
+            .json(&json!({"name": name, "query": query}))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("registering {name}: {}", r.text().await?);
+        }
+        let doc: Value = r.json().await?;
+        ids.push(doc["id"].as_u64().context("insight id")?);
+    }
+
+    // Load: four weeks of history, sent in random time order.
+    let now_ms = quill_pipeline::event::now_us() / 1000;
+    let mut rng = Rng::new(7);
+    let mut dump = match &args.dump {
+        Some(path) => {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+            writeln!(f, "ts_ms,distinct_id,event,browser,plan,price")?;
+            Some(f)
+        }
+        None => None,
+    };
+    let per_request = 1000;
+    let started = Instant::now();
+    let mut inflight = futures_util::stream::FuturesUnordered::new();
+    let mut sent = 0;
+    while sent < args.events {
+        let n = per_request.min(args.events - sent);
+        let batch = batch_body(&mut rng, args.persons, n, |r| {
+            now_ms - 1000 - r.below(28 * DAY_MS as u64) as i64
+        });
+        if let Some(f) = dump.as_mut() {
+            for e in &batch {
+                dump_row(f, e)?;
+            }
+        }
+        sent += n;
+        let body = json!({"api_key": TOKEN, "batch": batch}).to_string();
+        inflight.push(client.post(format!("{base}/batch/")).body(body).send());
+        if inflight.len() >= 8 {
+            check(inflight.next().await)?;
+        }
+    }
+    while let Some(r) = inflight.next().await {
+        check(Some(r))?;
+    }
+    if let Some(mut f) = dump.take() {
+        f.flush()?;
+    }
+    let load_secs = started.elapsed().as_secs_f64();
+    let rss_loaded_before_catch_up = peak_rss_kb(pid).unwrap_or(0);
+    let materialized = wait_materialized(&client, &base).await;
+    let end = log_end(&client, &base).await?;
+    wait_insights(&client, &base, &auth, &ids, end).await?;
+    let total_load = started.elapsed().as_secs_f64();
+    println!(
+        "load: {} events over HTTP in {load_secs:.1} s; persons materialized {:.1} s later; all 10 insights fresh {total_load:.1} s after the load began ({:.0} events/s end to end)",
+        args.events,
+        materialized.unwrap_or(f64::NAN),
+        args.events as f64 / total_load
+    );
+    let rss_after_load = current_rss_kb(pid).unwrap_or(0);
+
+    // Stream: follow every insight, send at a steady rate.
+    let updates: Arc<Mutex<Vec<Vec<(Instant, u64)>>>> =
+        Arc::new(Mutex::new(vec![Vec::new(); ids.len()]));
+    let mut followers = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let response = client
+            .get(format!("{base}/api/projects/1/insights/{id}/stream"))
+            .header("authorization", &auth)
+            .send()
+            .await?;
+        let updates = updates.clone();
+        followers.push(tokio::spawn(async move {
+            let mut body = response.bytes_stream();
+            let mut pending = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                let at = Instant::now();
+                pending.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(cut) = pending.find("\n\n") {
+                    let frame: String = pending.drain(..cut + 2).collect();
+                    for line in frame.lines() {
+                        if let Some(data) = line.strip_prefix("data:") {
+                            if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+                                if let Some(o) = v["log_offset"].as_u64() {
+                                    if let Ok(mut u) = updates.lock() {
+                                        u[i].push((at, o));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let tick = Duration::from_millis(20);
+    let per_tick = (args.rate as f64 * tick.as_secs_f64()).round().max(1.0) as usize;
+    let acks: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();
+    let stream_started = Instant::now();
+    let mut ticker = tokio::time::interval(tick);
+    let mut senders = Vec::new();
+    let mut streamed = 0;
+    while stream_started.elapsed() < Duration::from_secs(args.seconds) {
+        ticker.tick().await;
+        let batch = batch_body(&mut rng, args.persons, per_tick, |r| {
+            quill_pipeline::event::now_us() / 1000 - r.below(60_000) as i64
+        });
+        streamed += per_tick;
+        let body = json!({"api_key": TOKEN, "batch": batch}).to_string();
+        let (client, base, acks) = (client.clone(), base.clone(), acks.clone());
+        senders.push(tokio::spawn(async move {
+            let r = client
+                .post(format!("{base}/batch/"))
+                .body(body)
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("stream request failed: {}", r.status());
+            }
+            let acked = Instant::now();
+            let end = log_end(&client, &base).await?;
+            if let Ok(mut a) = acks.lock() {
+                a.push((acked, end));
+            }
+            Ok(())
+        }));
+    }
+    for s in senders {
+        s.await??;
+    }
+    let stream_secs = stream_started.elapsed().as_secs_f64();
+    let end = log_end(&client, &base).await?;
+    wait_insights(&client, &base, &auth, &ids, end).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for f in &followers {
+        f.abort();
+    }
+
+    let acks = acks.lock().map(|a| a.clone()).unwrap_or_default();
+    let updates = updates.lock().map(|u| u.clone()).unwrap_or_default();
+    let mut latencies = Vec::new();
+    for (acked, offset) in &acks {
+        for per_insight in &updates {
+            if let Some((at, _)) = per_insight.iter().find(|(_, o)| o >= offset) {
+                latencies.push(at.saturating_duration_since(*acked).as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+
+    // Reading a maintained result over HTTP.
+    let mut reads = Vec::new();
+    for i in 0..1000 {
+        let id = ids[i % ids.len()];
+        let t = Instant::now();
+        let r = client
+            .get(format!("{base}/api/projects/1/insights/{id}"))
+            .header("authorization", &auth)
+            .send()
+            .await?;
+        let _ = r.bytes().await?;
+        reads.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    reads.sort_by(f64::total_cmp);
+
+    println!(
+        "stream: {streamed} events at a target {} events/s for {stream_secs:.1} s = {:.0} events/s acknowledged, {} insights followed",
+        args.rate,
+        streamed as f64 / stream_secs,
+        ids.len()
+    );
+    println!(
+        "  freshness (ack -> insight's new result): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} (request, insight) pairs",
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or(0.0),
+        latencies.len()
+    );
+    println!(
+        "  reading a maintained result over HTTP: p50 {:.3} ms, p99 {:.3} ms",
+        percentile(&reads, 50.0),
+        percentile(&reads, 99.0)
+    );
+    println!(
+        "  server RSS: {:.0} MiB after the load ({:.0} bytes/event for everything in the process), {:.0} MiB peak; {:.0} MiB before catch-up",
+        rss_after_load as f64 / 1024.0,
+        rss_after_load as f64 * 1024.0 / args.events as f64,
+        peak_rss_kb(pid).unwrap_or(0) as f64 / 1024.0,
+        rss_loaded_before_catch_up as f64 / 1024.0
+    );
+    let status: Value = client
+        .get(format!("{base}/_status"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    if let Some(stats) = status.get("insights") {
+        println!("  dataflow: {stats}");
+    }
+    Ok(())
+}
+
+fn check(r: Option<reqwest::Result<reqwest::Response>>) -> anyhow::Result<()> {
+    match r {
+        Some(Ok(r)) if r.status().is_success() => Ok(()),
+        Some(Ok(r)) => bail!("load request failed: {}", r.status()),
+        Some(Err(e)) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+fn dump_row(f: &mut impl std::io::Write, e: &Value) -> anyhow::Result<()> {
+    let ts = e["timestamp"].as_str().unwrap_or_default();
+    let ts_ms = chrono::DateTime::parse_from_rfc3339(ts)
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_default();
+    let p = &e["properties"];
+    writeln!(
+        f,
+        "{ts_ms},{},{},{},{},{}",
+        e["distinct_id"].as_str().unwrap_or_default(),
+        e["event"].as_str().unwrap_or_default(),
+        p["$browser"].as_str().unwrap_or_default(),
+        p["plan"].as_str().unwrap_or_default(),
+        p["price"].as_u64().unwrap_or_default()
+    )?;
+    Ok(())
+}
+
+async fn log_end(client: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
+    let status: Value = client
+        .get(format!("{base}/_status"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    status["log_end_offset"]
+        .as_u64()
+        .context("/_status has no log_end_offset")
+}
+
+/// Seconds (since the load started) until every insight reflects the log up to `end`.
+async fn wait_insights(
+    client: &reqwest::Client,
+    base: &str,
+    auth: &str,
+    ids: &[u64],
+    end: u64,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    for id in ids {
+        loop {
+            let doc: Value = client
+                .get(format!("{base}/api/projects/1/insights/{id}"))
+                .header("authorization", auth)
+                .send()
+                .await?
+                .json()
+                .await?;
+            if doc["log_offset"].as_u64().is_some_and(|o| o >= end) {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(1800) {
+                bail!("insight {id} did not catch up within 30 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn current_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}

@@ -1,0 +1,332 @@
+//! The insights service: registered insights, the feeder thread and the engine they run on.
+//!
+//! Insight definitions live in the state store (definitions kind `insight`). At start, and
+//! whenever a new insight reads a property the dataflow does not project yet, the feeder thread
+//! (re)builds the engine: it loads the log and identity up to the materializer's cursor, installs
+//! every insight, then follows the materializer. Registering an insight whose properties are
+//! already projected only installs a new insight set over the existing arrangement.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use quill_operators::QueryError;
+use quill_pipeline::definitions::{self, Definition};
+use quill_pipeline::event::{now_us, ProjectId};
+use quill_pipeline::graph::feeder::{Feeder, GraphBatch, Projection};
+use quill_pipeline::graph::{BuildContext, Engine, InsightOperator, Interner, Published};
+use quill_pipeline::log::Log;
+use quill_pipeline::store::{Store, StoreError};
+use serde_json::Value;
+use tokio::sync::watch;
+
+/// The definitions kind of insights.
+pub const KIND: &str = "insight";
+
+/// The longest an ad hoc query may run.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A registered insight's key in the engine: project and id in one number.
+pub fn engine_key(project: ProjectId, id: u64) -> u64 {
+    (u64::from(project) << 40) | id
+}
+
+/// The query inside a stored insight body.
+pub fn stored_query(body: &Value) -> &Value {
+    body.get("query").unwrap_or(&Value::Null)
+}
+
+struct Registered {
+    op: Arc<dyn InsightOperator>,
+}
+
+/// Registered insights and the engine that maintains them.
+pub struct Insights {
+    store: Arc<Store>,
+    log: Log,
+    interner: Arc<Interner>,
+    engine: RwLock<Option<Arc<Engine>>>,
+    /// Results published by whichever engine is current.
+    version: watch::Sender<u64>,
+    workers: usize,
+    registered: Mutex<BTreeMap<(ProjectId, u64), Registered>>,
+    /// What the current engine projects; a wider need triggers a rebuild.
+    projection: Mutex<Projection>,
+    rebuild: Arc<AtomicBool>,
+    /// The log offset the current engine has been fed up to.
+    fed: RwLock<Arc<AtomicU64>>,
+    ready: watch::Sender<bool>,
+}
+
+impl Insights {
+    /// Loads every stored insight. The engine starts with [`Insights::spawn_feeder`].
+    pub fn load(store: Arc<Store>, log: Log, workers: usize) -> anyhow::Result<Arc<Self>> {
+        let interner = Interner::new();
+        let mut registered = BTreeMap::new();
+        let mut projection = Projection::default();
+        for project in definitions::projects_with(&store, KIND)? {
+            for def in definitions::list(&store, project, KIND, false)? {
+                let query = stored_query(&def.body).clone();
+                match build(&interner, project, &query) {
+                    Ok(op) => {
+                        projection = projection.union(&needs(&*op));
+                        registered.insert((project, def.id), Registered { op });
+                    }
+                    Err(e) => {
+                        tracing::warn!(project, id = def.id, error = %e, "skipping an insight whose query no longer builds")
+                    }
+                }
+            }
+        }
+        Ok(Arc::new(Self {
+            store,
+            log,
+            interner,
+            engine: RwLock::new(None),
+            version: watch::channel(0).0,
+            workers,
+            registered: Mutex::new(registered),
+            projection: Mutex::new(projection),
+            rebuild: Arc::new(AtomicBool::new(false)),
+            fed: RwLock::new(Arc::new(AtomicU64::new(0))),
+            ready: watch::channel(false).0,
+        }))
+    }
+
+    /// Starts the thread that builds the engine and feeds it the materializer's batches.
+    pub fn spawn_feeder(
+        self: &Arc<Self>,
+        batches: Receiver<GraphBatch>,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<std::thread::JoinHandle<()>> {
+        let this = self.clone();
+        std::thread::Builder::new()
+            .name("quill-insights-feeder".into())
+            .spawn(move || this.feed_loop(batches, stop))
+            .context("starting the insights feeder")
+    }
+
+    fn feed_loop(self: Arc<Self>, batches: Receiver<GraphBatch>, stop: Arc<AtomicBool>) {
+        while !stop.load(Ordering::Relaxed) {
+            self.rebuild.store(false, Ordering::SeqCst);
+            let started = Instant::now();
+            let engine = match Engine::start_with(self.workers, self.version.clone()) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the insights dataflow");
+                    return;
+                }
+            };
+            let projection = lock(&self.projection).clone();
+            let mut feeder = Feeder::new(engine.clone(), self.interner.clone(), &projection);
+            let mut reader = self.log.reader();
+            let from = match feeder.bootstrap(&self.store, &mut reader) {
+                Ok(from) => from,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load the log into the insights dataflow");
+                    return;
+                }
+            };
+            *self.fed.write().unwrap_or_else(|e| e.into_inner()) = feeder.cursor();
+            *self.engine.write().unwrap_or_else(|e| e.into_inner()) = Some(engine);
+            if let Err(e) = self.install() {
+                tracing::error!(error = %e, "cannot install the insights");
+            }
+            self.ready.send_replace(true);
+            tracing::info!(
+                offset = from,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "insights dataflow loaded"
+            );
+            let rebuild = self.rebuild.clone();
+            feeder.run(&batches, from, &stop, &rebuild);
+        }
+    }
+
+    /// The engine, once loaded.
+    fn engine(&self) -> Option<Arc<Engine>> {
+        self.engine
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Installs the registered insights as the live set (when the engine is loaded).
+    fn install(&self) -> Result<(), quill_pipeline::graph::EngineError> {
+        let Some(engine) = self.engine() else {
+            return Ok(());
+        };
+        let set = lock(&self.registered)
+            .iter()
+            .map(|((project, id), r)| (engine_key(*project, *id), r.op.clone()))
+            .collect();
+        engine.set_insights(set)
+    }
+
+    /// Builds an operator for `query` in `project`, or says which field is wrong.
+    pub fn build(
+        &self,
+        project: ProjectId,
+        query: &Value,
+    ) -> Result<Arc<dyn InsightOperator>, QueryError> {
+        build(&self.interner, project, query)
+    }
+
+    /// Makes sure the dataflow projects what `op` reads; rebuilds it (from the log) if not.
+    fn ensure_projection(&self, op: &dyn InsightOperator) {
+        let need = needs(op);
+        let mut projection = lock(&self.projection);
+        if !projection.covers(&need) {
+            *projection = projection.union(&need);
+            tracing::info!(
+                ?projection,
+                "an insight reads new properties; reloading the dataflow"
+            );
+            self.ready.send_replace(false);
+            self.rebuild.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Registers a stored insight and starts maintaining it.
+    pub fn register(&self, project: ProjectId, def: &Definition, op: Arc<dyn InsightOperator>) {
+        self.ensure_projection(&*op);
+        lock(&self.registered).insert((project, def.id), Registered { op });
+        if let Err(e) = self.install() {
+            tracing::error!(error = %e, "cannot install the insights");
+        }
+    }
+
+    /// Stops maintaining an insight.
+    pub fn unregister(&self, project: ProjectId, id: u64) {
+        if lock(&self.registered).remove(&(project, id)).is_some() {
+            if let Err(e) = self.install() {
+                tracing::error!(error = %e, "cannot install the insights");
+            }
+        }
+    }
+
+    /// Waits until the dataflow is loaded and has been fed everything acknowledged before the
+    /// call. Gives up after `wait`; returns whether it got there.
+    pub async fn wait_fed(&self, wait: Duration) -> bool {
+        let target = self.log.end();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut ready = self.ready.subscribe();
+        if tokio::time::timeout_at(deadline, ready.wait_for(|r| *r))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        loop {
+            let fed = self.fed.read().unwrap_or_else(|e| e.into_inner()).clone();
+            if fed.load(Ordering::Acquire) >= target {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// The maintained result of a registered insight.
+    pub fn result(&self, project: ProjectId, id: u64) -> Option<Published> {
+        self.engine()?.result(engine_key(project, id))
+    }
+
+    /// Waits until the insight's result reflects the log up to `offset`.
+    pub async fn result_at(
+        &self,
+        project: ProjectId,
+        id: u64,
+        offset: u64,
+        wait: Duration,
+    ) -> Option<Published> {
+        let mut version = self.version.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(p) = self.result(project, id) {
+                if p.offset >= offset {
+                    return Some(p);
+                }
+            }
+            if tokio::time::timeout_at(deadline, version.changed())
+                .await
+                .is_err()
+            {
+                return self.result(project, id);
+            }
+        }
+    }
+
+    /// Changes whenever any result is published.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Answers an ad hoc query over everything acknowledged before the call.
+    pub async fn query(&self, op: Arc<dyn InsightOperator>) -> anyhow::Result<Published> {
+        self.ensure_projection(&*op);
+        if !self.wait_fed(QUERY_TIMEOUT).await {
+            anyhow::bail!("the insights dataflow is still loading");
+        }
+        let engine = self
+            .engine()
+            .context("the insights dataflow is not loaded")?;
+        let answer = tokio::task::spawn_blocking(move || engine.query(op, QUERY_TIMEOUT)).await??;
+        Ok(answer)
+    }
+
+    /// The state store, for the API's definition reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Stores and registers a new insight after its query builds.
+pub fn create(
+    insights: &Insights,
+    project: ProjectId,
+    body: Value,
+) -> Result<Result<Definition, QueryError>, StoreError> {
+    let query = stored_query(&body).clone();
+    let op = match insights.build(project, &query) {
+        Ok(op) => op,
+        Err(e) => return Ok(Err(e.within("query"))),
+    };
+    let def = definitions::create(insights.store(), project, KIND, body, None)?;
+    insights.register(project, &def, op);
+    Ok(Ok(def))
+}
+
+fn build(
+    interner: &Arc<Interner>,
+    project: ProjectId,
+    query: &Value,
+) -> Result<Arc<dyn InsightOperator>, QueryError> {
+    let ctx = BuildContext {
+        interner: interner.clone(),
+        now_ms: now_us() / 1000,
+        project,
+    };
+    quill_operators::build(query, &ctx)
+}
+
+fn needs(op: &dyn InsightOperator) -> Projection {
+    let mut p = Projection {
+        event_keys: op.event_properties(),
+        person_keys: op.person_properties(),
+    };
+    p.event_keys.sort();
+    p.event_keys.dedup();
+    p.person_keys.sort();
+    p.person_keys.dedup();
+    p
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
