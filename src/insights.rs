@@ -59,6 +59,8 @@ pub struct Insights {
     /// The log offset the current engine has been fed up to.
     fed: RwLock<Arc<AtomicU64>>,
     ready: watch::Sender<bool>,
+    /// Set at shutdown: live streams end.
+    closing: watch::Sender<bool>,
 }
 
 impl Insights {
@@ -93,6 +95,7 @@ impl Insights {
             rebuild: Arc::new(AtomicBool::new(false)),
             fed: RwLock::new(Arc::new(AtomicU64::new(0))),
             ready: watch::channel(false).0,
+            closing: watch::channel(false).0,
         }))
     }
 
@@ -265,6 +268,16 @@ impl Insights {
     /// Changes whenever any result is published.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
+    }
+
+    /// Becomes true when the server is shutting down.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Ends every live stream.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Answers an ad hoc query over everything acknowledged before the call.

@@ -69,6 +69,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let flags = Arc::new(
         api::feature_flags::FlagCache::load(&store).context("compiling the feature flags")?,
     );
+    let streams = insights.clone();
     let state = Arc::new(AppState {
         store: store.clone(),
         registry,
@@ -96,7 +97,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Live streams never end by themselves; end them so that shutdown does not wait.
+        streams.close_streams();
+    })
     .await?;
 
     tracing::info!("shutting down: flushing the log");

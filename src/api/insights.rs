@@ -156,25 +156,33 @@ pub async fn stream(
     let project = state.project(&project)?;
     let def = find(&state, project, &id)?;
     let changes = state.insights.subscribe();
-    let start = (state, changes, None::<(i64, u64)>);
-    let events = stream::unfold(start, move |(state, mut changes, last)| async move {
-        loop {
-            let current = state.insights.result(project, def.id);
-            let stamp = current.as_ref().map(|p| (p.refreshed_at_us, p.offset));
-            if let Some(p) = current.filter(|_| stamp != last) {
-                let data = json!({
-                    "id": def.id,
-                    "result": *p.result,
-                    "last_refresh": iso_us(p.refreshed_at_us),
-                    "log_offset": p.offset,
-                });
-                let event = Event::default().event("result").data(data.to_string());
-                return Some((Ok(event), (state, changes, stamp)));
+    let closing = state.insights.closing();
+    let start = (state, changes, closing, None::<(i64, u64)>);
+    let events = stream::unfold(
+        start,
+        move |(state, mut changes, mut closing, last)| async move {
+            loop {
+                if *closing.borrow() {
+                    return None;
+                }
+                let current = state.insights.result(project, def.id);
+                let stamp = current.as_ref().map(|p| (p.refreshed_at_us, p.offset));
+                if let Some(p) = current.filter(|_| stamp != last) {
+                    let data = json!({
+                        "id": def.id,
+                        "result": *p.result,
+                        "last_refresh": iso_us(p.refreshed_at_us),
+                        "log_offset": p.offset,
+                    });
+                    let event = Event::default().event("result").data(data.to_string());
+                    return Some((Ok(event), (state, changes, closing, stamp)));
+                }
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return None },
+                    _ = closing.changed() => return None,
+                }
             }
-            if changes.changed().await.is_err() {
-                return None;
-            }
-        }
-    });
+        },
+    );
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
