@@ -46,6 +46,8 @@ pub struct InsightsBenchArgs {
 }
 
 const TOKEN: &str = "phc_bench_token";
+/// When each published result arrived, and the log offset it covered.
+type Timeline = Vec<(Instant, u64)>;
 const KEY: &str = "phx_bench_key";
 const DAY_MS: i64 = 86_400_000;
 
@@ -225,8 +227,7 @@ async fn drive(args: &InsightsBenchArgs, port: u16, pid: u32) -> anyhow::Result<
     let rss_after_load = current_rss_kb(pid).unwrap_or(0);
 
     // Stream: follow every insight, send at a steady rate.
-    let updates: Arc<Mutex<Vec<Vec<(Instant, u64)>>>> =
-        Arc::new(Mutex::new(vec![Vec::new(); ids.len()]));
+    let updates: Arc<Mutex<Vec<Timeline>>> = Arc::new(Mutex::new(vec![Vec::new(); ids.len()]));
     let mut followers = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         let response = client
