@@ -40,6 +40,7 @@ pub fn stored_query(body: &Value) -> &Value {
 }
 
 struct Registered {
+    query: Value,
     op: Arc<dyn InsightOperator>,
 }
 
@@ -75,7 +76,7 @@ impl Insights {
                 match build(&interner, project, &query) {
                     Ok(op) => {
                         projection = projection.union(&needs(&*op));
-                        registered.insert((project, def.id), Registered { op });
+                        registered.insert((project, def.id), Registered { query, op });
                     }
                     Err(e) => {
                         tracing::warn!(project, id = def.id, error = %e, "skipping an insight whose query no longer builds")
@@ -169,6 +170,42 @@ impl Insights {
         engine.set_insights(set)
     }
 
+    /// Relative date ranges (`-7d`) were resolved when each operator was built; rebuilding the
+    /// operators every hour moves them along. The new set reads the shared arrangement.
+    fn refresh_ranges(&self) {
+        {
+            let mut registered = lock(&self.registered);
+            for ((project, _), r) in registered.iter_mut() {
+                if let Ok(op) = build(&self.interner, *project, &r.query) {
+                    r.op = op;
+                }
+            }
+        }
+        if let Err(e) = self.install() {
+            tracing::error!(error = %e, "cannot reinstall the insights");
+        }
+    }
+
+    /// Starts the thread that re-resolves relative date ranges at every hour boundary.
+    pub fn spawn_range_refresher(self: &Arc<Self>, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+        let this = self.clone();
+        std::thread::Builder::new()
+            .name("quill-insights-ranges".into())
+            .spawn(move || {
+                let hour_of = || now_us() / 3_600_000_000;
+                let mut hour = hour_of();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_secs(1));
+                    if hour_of() != hour {
+                        hour = hour_of();
+                        this.refresh_ranges();
+                    }
+                }
+            })
+            .context("starting the insights range refresher")?;
+        Ok(())
+    }
+
     /// Builds an operator for `query` in `project`, or says which field is wrong.
     pub fn build(
         &self,
@@ -196,7 +233,8 @@ impl Insights {
     /// Registers a stored insight and starts maintaining it.
     pub fn register(&self, project: ProjectId, def: &Definition, op: Arc<dyn InsightOperator>) {
         self.ensure_projection(&*op);
-        lock(&self.registered).insert((project, def.id), Registered { op });
+        let query = stored_query(&def.body).clone();
+        lock(&self.registered).insert((project, def.id), Registered { query, op });
         if let Err(e) = self.install() {
             tracing::error!(error = %e, "cannot install the insights");
         }

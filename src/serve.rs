@@ -41,6 +41,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let insights = crate::insights::Insights::load(store.clone(), log.clone(), args.workers)?;
     let (batches_tx, batches) = std::sync::mpsc::channel();
     let feeder = insights.spawn_feeder(batches, stop.clone())?;
+    insights.spawn_range_refresher(stop.clone())?;
     let materializer = Materializer::new(store.clone(), log.reader())?.with_observer(batches_tx);
     let materializer = {
         let stop = stop.clone();
