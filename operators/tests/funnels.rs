@@ -2,6 +2,7 @@
 //! incremental contract (retract a person's old contributions, add the new ones).
 
 mod reference;
+use reference::ev;
 
 use std::sync::Arc;
 
@@ -18,17 +19,6 @@ fn ms(d: u32, h: u32, m: u32) -> i64 {
     Utc.with_ymd_and_hms(2024, 1, d, h, m, 0)
         .unwrap()
         .timestamp_millis()
-}
-
-fn ev(person: u64, ts_ms: i64, event: &str, props: Value) -> RefEvent {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    RefEvent {
-        person,
-        ts_ms,
-        offset: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        event: event.to_string(),
-        properties: props.as_object().cloned().unwrap_or_default(),
-    }
 }
 
 fn e(person: u64, ts_ms: i64, event: &str) -> RefEvent {

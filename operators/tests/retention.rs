@@ -2,6 +2,7 @@
 //! incremental contract (retract a person's old contributions, add the new ones).
 
 mod reference;
+use reference::ev;
 
 use std::sync::Arc;
 
@@ -15,17 +16,6 @@ fn ms(y: i32, mo: u32, d: u32, h: u32) -> i64 {
     Utc.with_ymd_and_hms(y, mo, d, h, 0, 0)
         .unwrap()
         .timestamp_millis()
-}
-
-fn ev(person: u64, ts_ms: i64, event: &str, props: Value) -> RefEvent {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    RefEvent {
-        person,
-        ts_ms,
-        offset: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        event: event.to_string(),
-        properties: props.as_object().cloned().unwrap_or_default(),
-    }
 }
 
 fn pv(person: u64, ts_ms: i64) -> RefEvent {

@@ -3,6 +3,7 @@
 //! ones).
 
 mod reference;
+use reference::ev;
 
 use std::sync::Arc;
 
@@ -16,17 +17,6 @@ fn ms(y: i32, mo: u32, d: u32, h: u32) -> i64 {
     Utc.with_ymd_and_hms(y, mo, d, h, 0, 0)
         .unwrap()
         .timestamp_millis()
-}
-
-fn ev(person: u64, ts_ms: i64, event: &str, props: Value) -> RefEvent {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    RefEvent {
-        person,
-        ts_ms,
-        offset: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        event: event.to_string(),
-        properties: props.as_object().cloned().unwrap_or_default(),
-    }
 }
 
 const NOW: i64 = 1_706_745_600_000; // 2024-02-01T00:00:00Z

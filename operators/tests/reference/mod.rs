@@ -29,6 +29,18 @@ pub struct RefEvent {
     pub properties: Map<String, Value>,
 }
 
+/// A reference event with the next unique offset (offsets order ties as the log would).
+pub fn ev(person: u64, ts_ms: i64, event: &str, props: Value) -> RefEvent {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    RefEvent {
+        person,
+        ts_ms,
+        offset: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        event: event.to_string(),
+        properties: props.as_object().cloned().unwrap_or_default(),
+    }
+}
+
 /// Projects reference events into the rows the dataflow keeps, grouped per person and sorted
 /// the way the runtime sorts them, for feeding an operator directly.
 pub struct Projected {
