@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::events::{event, Rng};
-use super::percentile;
+use super::{peak_rss_kb, percentile};
 
 #[derive(Debug, Args)]
 pub struct IngestBenchArgs {
@@ -192,12 +192,4 @@ pub(super) async fn wait_materialized(client: &reqwest::Client, base: &str) -> O
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     None
-}
-
-pub(super) fn peak_rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

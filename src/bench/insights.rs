@@ -20,8 +20,8 @@ use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 
 use super::events::{event, Rng};
-use super::ingest::{peak_rss_kb, wait_materialized, wait_ready};
-use super::percentile;
+use super::ingest::{wait_materialized, wait_ready};
+use super::{current_rss_kb, peak_rss_kb, percentile};
 
 #[derive(Debug, Args)]
 pub struct InsightsBenchArgs {
@@ -433,12 +433,4 @@ async fn wait_insights(
         }
     }
     Ok(started.elapsed().as_secs_f64())
-}
-
-fn current_rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
