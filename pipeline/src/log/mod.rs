@@ -2,7 +2,9 @@
 //!
 //! One writer thread owns the active segment and does group commit: it takes every append that
 //! is waiting, writes them together, calls `fdatasync` once, and only then answers each caller.
-//! Offsets are global byte positions; a record's offset is where its frame starts.
+//! Records are stored in LZ4-compressed blocks of up to 256, one block per frame. A record's
+//! offset is its block's global byte position shifted left by 8, plus its index in the block
+//! (see [`block`]); offsets grow in log order.
 //!
 //! Events are deduplicated per project by uuid inside the writer, so that an SDK retry of an
 //! acknowledged batch is acknowledged again without being stored twice.
@@ -10,6 +12,7 @@
 //! Readers ([`LogReader`]) never see bytes past the durable end, so a consumer can never act on
 //! an event that a crash could still take away.
 
+mod block;
 mod frame;
 mod reader;
 mod segment;
@@ -49,6 +52,9 @@ pub enum LogError {
     /// An offset that is not a record boundary, or is past the end.
     #[error("offset {0} is not the start of a stored record")]
     BadOffset(u64),
+    /// The directory holds a log written in another format.
+    #[error("{0}")]
+    Format(String),
     /// The log was shut down.
     #[error("the log is closed")]
     Closed,
@@ -93,11 +99,17 @@ impl DedupKey {
     }
 }
 
-/// Records encoded by the caller (so encoding runs on the caller's thread), ready to append.
+/// Records encoded and compressed by the caller (so that work runs on the caller's thread),
+/// ready to append.
 #[derive(Debug, Default)]
 pub struct AppendBatch {
+    /// Sealed block frames, back to back.
     frames: Vec<u8>,
-    entries: Vec<(usize, Option<DedupKey>)>,
+    /// Where each sealed block's frame ends in `frames`, and how many records precede its end.
+    blocks: Vec<(usize, usize)>,
+    /// The dedup key of every record, sealed or not, in order.
+    keys: Vec<Option<DedupKey>>,
+    open: block::BlockBuilder,
 }
 
 impl AppendBatch {
@@ -109,40 +121,63 @@ impl AppendBatch {
     /// Encodes and adds one record.
     pub fn push(&mut self, record: &Record) -> Result<(), LogError> {
         let payload = encode_record(record)?;
-        frame::write_frame(&mut self.frames, &payload);
-        let key = match record {
+        self.open.push(&payload);
+        self.keys.push(match record {
             Record::Event(e) => Some(DedupKey::new(e.project, e.uuid)),
             _ => None,
-        };
-        self.entries.push((self.frames.len(), key));
+        });
+        if self.open.is_full() {
+            self.seal();
+        }
         Ok(())
     }
 
+    /// Compresses the records not yet in a block.
+    fn seal(&mut self) {
+        if !self.open.is_empty() {
+            self.open.seal(&mut self.frames);
+            self.blocks.push((self.frames.len(), self.keys.len()));
+        }
+    }
+
     /// Moves every record of `other` to the end of this batch.
-    pub fn extend(&mut self, other: AppendBatch) {
-        let shift = self.frames.len();
+    pub fn extend(&mut self, mut other: AppendBatch) {
+        self.seal();
+        other.seal();
+        let (bytes, records) = (self.frames.len(), self.keys.len());
         self.frames.extend_from_slice(&other.frames);
-        self.entries.extend(
+        self.keys.extend(other.keys);
+        self.blocks.extend(
             other
-                .entries
+                .blocks
                 .into_iter()
-                .map(|(end, key)| (end + shift, key)),
+                .map(|(end, count)| (end + bytes, count + records)),
         );
     }
 
     /// How many records the batch holds.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.keys.len()
     }
 
     /// Whether the batch holds no record.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.keys.is_empty()
     }
 
-    /// Encoded size in bytes.
+    /// Size in bytes: compressed for sealed blocks, raw for the rest.
     pub fn byte_len(&self) -> usize {
-        self.frames.len()
+        self.frames.len() + self.open.raw_len()
+    }
+
+    /// Each sealed block: its frame and the keys of its records.
+    fn sealed_blocks(&self) -> impl Iterator<Item = (&[u8], &[Option<DedupKey>])> {
+        let mut start = (0, 0);
+        self.blocks.iter().map(move |&(end, count)| {
+            let block = (&self.frames[start.0..end], &self.keys[start.1..count]);
+            start = (end, count);
+            block
+        })
     }
 }
 
@@ -214,7 +249,7 @@ impl Log {
     pub fn open(dir: &Path, options: LogOptions) -> Result<Log, LogError> {
         std::fs::create_dir_all(dir)?;
         let recovered = writer::recover(dir)?;
-        let (end, _) = watch::channel(recovered.end);
+        let (end, _) = watch::channel(block::offset(recovered.end, 0));
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             segments: RwLock::new(recovered.segments.clone()),
@@ -230,7 +265,8 @@ impl Log {
     }
 
     /// Appends a batch and waits until it is durable.
-    pub async fn append(&self, batch: AppendBatch) -> Result<Appended, LogError> {
+    pub async fn append(&self, mut batch: AppendBatch) -> Result<Appended, LogError> {
+        batch.seal();
         let (reply, done) = oneshot::channel();
         self.tx
             .send(Command::Append(batch, reply))
@@ -240,7 +276,8 @@ impl Log {
     }
 
     /// Appends from a thread outside any async runtime.
-    pub fn append_blocking(&self, batch: AppendBatch) -> Result<Appended, LogError> {
+    pub fn append_blocking(&self, mut batch: AppendBatch) -> Result<Appended, LogError> {
+        batch.seal();
         let (reply, done) = oneshot::channel();
         self.tx
             .blocking_send(Command::Append(batch, reply))
@@ -250,7 +287,8 @@ impl Log {
 
     /// Queues a batch without waiting, for a producer that keeps several appends in flight.
     /// Blocks only while the writer's queue is full. Call outside any async runtime.
-    pub fn submit_blocking(&self, batch: AppendBatch) -> Result<AppendTicket, LogError> {
+    pub fn submit_blocking(&self, mut batch: AppendBatch) -> Result<AppendTicket, LogError> {
+        batch.seal();
         let (reply, done) = oneshot::channel();
         self.tx
             .blocking_send(Command::Append(batch, reply))

@@ -4,7 +4,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use super::frame::{decode_record, read_frame, Frame, HEADER_LEN};
+use super::block::{self, DecodedBlock};
+use super::frame::{read_frame, Frame, HEADER_LEN};
 use super::segment::segment_path;
 use super::{LogError, Shared};
 use crate::event::Record;
@@ -23,6 +24,8 @@ pub struct LogReader {
     shared: Arc<Shared>,
     open: Option<(u64, File)>,
     buf: Vec<u8>,
+    /// The block `read_at` last decompressed, by its byte position.
+    cached: Option<(u64, DecodedBlock)>,
 }
 
 impl LogReader {
@@ -31,6 +34,7 @@ impl LogReader {
             shared,
             open: None,
             buf: Vec::new(),
+            cached: None,
         }
     }
 
@@ -39,11 +43,11 @@ impl LogReader {
         *self.shared.end.borrow()
     }
 
-    /// The segment holding `offset`: its base and its end (exclusive).
-    fn locate(&self, offset: u64, durable_end: u64) -> Option<(u64, u64)> {
+    /// The segment holding byte `position`: its base and its end (exclusive), in bytes.
+    fn locate(&self, position: u64, durable_end: u64) -> Option<(u64, u64)> {
         let segments = self.shared.segments.read().ok()?;
         let idx = segments
-            .partition_point(|&base| base <= offset)
+            .partition_point(|&base| base <= position)
             .checked_sub(1)?;
         let base = segments[idx];
         let end = segments.get(idx + 1).copied().unwrap_or(durable_end);
@@ -61,81 +65,106 @@ impl LogReader {
         }
     }
 
-    /// Reads whole records starting at `from`, about `max_bytes` worth (at least one record
-    /// when one is available). `from` must be a record boundary, such as a previous `next`.
+    /// Reads whole records starting at `from`, about `max_bytes` of log worth (at least one
+    /// block when one is available). `from` is a record's offset, such as a previous `next`.
     pub fn read(&mut self, from: u64, max_bytes: usize) -> Result<ReadBatch, LogError> {
-        let durable_end = self.end();
+        let durable_end = block::position(self.end());
+        let start = block::position(from);
         let mut batch = ReadBatch {
             records: Vec::new(),
             next: from,
         };
-        let Some((base, seg_end)) = self.locate(from, durable_end) else {
+        let Some((base, seg_end)) = self.locate(start, durable_end) else {
             return Ok(batch);
         };
-        if from >= seg_end {
-            // `locate` picks the segment whose range holds `from`, so this is the durable end.
+        if start >= seg_end {
+            // `locate` picks the segment whose range holds `start`, so this is the durable end.
             return Ok(batch);
         }
-        let want = ((seg_end - from) as usize).min(max_bytes.max(HEADER_LEN));
-        self.fill(base, from - base, want)?;
+        let want = ((seg_end - start) as usize).min(max_bytes.max(HEADER_LEN));
+        self.fill(base, start - base, want)?;
         let mut pos = 0;
         loop {
             match read_frame(&self.buf[pos..]) {
                 Frame::Whole(payload, len) => {
-                    let record = decode_record(payload)?;
-                    batch.records.push((from + pos as u64, record));
+                    let at = start + pos as u64;
+                    let decoded = DecodedBlock::decode(payload)?;
+                    for index in 0..decoded.len() {
+                        let offset = block::offset(at, index);
+                        if offset >= from {
+                            batch.records.push((offset, decoded.record(index)?));
+                        }
+                    }
                     pos += len;
                 }
                 Frame::Partial {
                     needed: Some(total),
-                } if batch.records.is_empty() => {
-                    // One record larger than the read size: fetch exactly it.
-                    if from + total as u64 > seg_end {
+                } if pos == 0 => {
+                    // One block larger than the read size: fetch exactly it.
+                    if start + total as u64 > seg_end {
                         return Err(LogError::BadOffset(from));
                     }
-                    self.fill(base, from - base, total)?;
-                    pos = 0;
+                    self.fill(base, start - base, total)?;
                     continue;
                 }
                 Frame::Partial { .. } => break,
                 Frame::Corrupt => {
                     return Err(LogError::Corrupt {
                         segment: base,
-                        offset: from + pos as u64,
+                        offset: start + pos as u64,
                     })
                 }
             }
         }
-        batch.next = from + pos as u64;
+        batch.next = block::offset(start + pos as u64, 0);
         Ok(batch)
     }
 
-    /// Reads the one record at `offset`: its header, then exactly its payload.
+    /// Reads the one record at `offset`. Its block stays decompressed, so reading its
+    /// neighbours next costs no more I/O.
     pub fn read_at(&mut self, offset: u64) -> Result<Record, LogError> {
-        let durable_end = self.end();
-        let (base, seg_end) = self
-            .locate(offset, durable_end)
-            .ok_or(LogError::BadOffset(offset))?;
-        if offset + HEADER_LEN as u64 > seg_end {
-            return Err(LogError::BadOffset(offset));
+        let at = block::position(offset);
+        if self.cached.as_ref().map(|(p, _)| *p) != Some(at) {
+            let decoded = self.read_block(at).map_err(|e| match e {
+                LogError::BadOffset(_) => LogError::BadOffset(offset),
+                e => e,
+            })?;
+            self.cached = Some((at, decoded));
         }
-        self.fill(base, offset - base, HEADER_LEN)?;
+        match &self.cached {
+            Some((_, decoded)) if block::index(offset) < decoded.len() => {
+                decoded.record(block::index(offset))
+            }
+            _ => Err(LogError::BadOffset(offset)),
+        }
+    }
+
+    /// Reads and decompresses the block whose frame starts at byte `at`.
+    fn read_block(&mut self, at: u64) -> Result<DecodedBlock, LogError> {
+        let durable_end = block::position(self.end());
+        let (base, seg_end) = self
+            .locate(at, durable_end)
+            .ok_or(LogError::BadOffset(at))?;
+        if at + HEADER_LEN as u64 > seg_end {
+            return Err(LogError::BadOffset(at));
+        }
+        self.fill(base, at - base, HEADER_LEN)?;
         let total = match read_frame(&self.buf) {
             Frame::Partial {
                 needed: Some(total),
             } => total,
             Frame::Whole(_, total) => total,
-            _ => return Err(LogError::BadOffset(offset)),
+            _ => return Err(LogError::BadOffset(at)),
         };
-        if offset + total as u64 > seg_end {
-            return Err(LogError::BadOffset(offset));
+        if at + total as u64 > seg_end {
+            return Err(LogError::BadOffset(at));
         }
-        self.fill(base, offset - base, total)?;
+        self.fill(base, at - base, total)?;
         match read_frame(&self.buf) {
-            Frame::Whole(payload, _) => decode_record(payload),
+            Frame::Whole(payload, _) => DecodedBlock::decode(payload),
             _ => Err(LogError::Corrupt {
                 segment: base,
-                offset,
+                offset: at,
             }),
         }
     }

@@ -10,7 +10,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::event::Record;
-use crate::log::frame::{decode_record, read_frame, Frame};
+use crate::log::block::DecodedBlock;
+use crate::log::frame::{read_frame, Frame};
 use crate::log::{DedupKey, LogError};
 
 /// The path of the segment starting at `base`.
@@ -20,6 +21,36 @@ pub fn segment_path(dir: &Path, base: u64) -> PathBuf {
 
 fn ids_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.ids"))
+}
+
+/// Names the on-disk format, so that a log written by another version is refused rather than
+/// taken for a torn tail and truncated.
+const FORMAT: &str = "quill-log 2: lz4 blocks\n";
+
+/// Records the format of a new log.
+pub fn write_format(dir: &Path) -> Result<(), LogError> {
+    let mut file = fs::File::create(dir.join("FORMAT"))?;
+    file.write_all(FORMAT.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Fails unless the log in `dir` is in this version's format.
+pub fn check_format(dir: &Path) -> Result<(), LogError> {
+    match fs::read_to_string(dir.join("FORMAT")) {
+        Ok(found) if found == FORMAT => Ok(()),
+        Ok(found) => Err(LogError::Format(format!(
+            "the event log in {} is in format {:?}; this Quill reads {:?}",
+            dir.display(),
+            found.trim(),
+            FORMAT.trim()
+        ))),
+        Err(_) => Err(LogError::Format(format!(
+            "the event log in {} was written by an older Quill (no FORMAT file); \
+             replay it with that version or start from an empty data directory",
+            dir.display()
+        ))),
+    }
 }
 
 /// The bases of the segments in `dir`, ascending.
@@ -56,13 +87,15 @@ pub fn scan(path: &Path) -> Result<Scan, LogError> {
     while pos < bytes.len() {
         match read_frame(&bytes[pos..]) {
             Frame::Whole(payload, len) => {
-                // A frame whose checksum holds but whose payload does not decode was written by
+                // A frame whose checksum holds but whose block does not decode was written by
                 // a different format version or is damaged; either way the valid log ends here.
-                match decode_record(payload) {
-                    Ok(Record::Event(e)) => keys.push(DedupKey::new(e.project, e.uuid)),
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
+                let Ok(records) = DecodedBlock::decode(payload).and_then(|b| b.records()) else {
+                    break;
+                };
+                keys.extend(records.iter().filter_map(|r| match r {
+                    Record::Event(e) => Some(DedupKey::new(e.project, e.uuid)),
+                    _ => None,
+                }));
                 pos += len;
             }
             Frame::Partial { .. } | Frame::Corrupt => break,

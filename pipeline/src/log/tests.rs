@@ -145,3 +145,59 @@ proptest! {
         prop_assert_eq!(&got[..], &records[..got.len()]);
     }
 }
+
+#[test]
+fn a_large_batch_spans_blocks_and_every_record_has_its_own_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let records: Vec<Record> = (0..600u32)
+        .map(|i| {
+            let mut r = event(1, 0, &format!("{{\"i\":{i}}}"));
+            if let Record::Event(e) = &mut r {
+                e.uuid[..4].copy_from_slice(&i.to_le_bytes());
+            }
+            r
+        })
+        .collect();
+    let appended = log.append_blocking(batch_of(&records)).unwrap();
+    assert_eq!(appended.stored, 600);
+    let mut reader = log.reader();
+    let (mut from, mut seen) = (0, Vec::new());
+    loop {
+        let batch = reader.read(from, 1).unwrap();
+        if batch.records.is_empty() {
+            break;
+        }
+        from = batch.next;
+        seen.extend(batch.records);
+    }
+    assert_eq!(seen.len(), 600);
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+    for i in [0, 255, 256, 300, 599] {
+        assert_eq!(reader.read_at(seen[i].0).unwrap(), records[i]);
+        // Reading from any record's offset starts at that record.
+        let from_here = reader.read(seen[i].0, 1).unwrap();
+        assert_eq!(from_here.records[0], seen[i]);
+    }
+    assert!(reader.read_at(seen[599].0 + 1).is_err());
+}
+
+#[test]
+fn a_log_in_another_format_is_refused_not_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        log.append_blocking(batch_of(&[event(1, 1, "{}")])).unwrap();
+        log.shutdown();
+    }
+    std::fs::remove_file(dir.path().join("FORMAT")).unwrap();
+    let before = std::fs::read(segment_path_for_test(dir.path(), 0)).unwrap();
+    assert!(matches!(
+        Log::open(dir.path(), LogOptions::default()),
+        Err(LogError::Format(_))
+    ));
+    assert_eq!(
+        std::fs::read(segment_path_for_test(dir.path(), 0)).unwrap(),
+        before
+    );
+}

@@ -9,6 +9,8 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::block::{self, DecodedBlock};
+use super::frame::{read_frame, Frame};
 use super::segment::{self, segment_path};
 use super::{Appended, Command, DedupKey, LogError, LogOptions, Shared};
 
@@ -25,9 +27,12 @@ pub(super) struct Recovered {
 pub(super) fn recover(dir: &Path) -> Result<Recovered, LogError> {
     let mut segments = segment::list_segments(dir)?;
     if segments.is_empty() {
+        segment::write_format(dir)?;
         File::create(segment_path(dir, 0))?;
         segment::sync_dir(dir)?;
         segments.push(0);
+    } else {
+        segment::check_format(dir)?;
     }
     let mut seen = HashSet::new();
     let (sealed, active) = segments.split_at(segments.len() - 1);
@@ -138,25 +143,40 @@ impl Writer {
         let mut added: Vec<DedupKey> = Vec::new();
         let mut outcomes = Vec::with_capacity(pending.len());
         for (batch, _) in &pending {
-            let (mut stored, mut duplicates, mut start) = (0, 0, 0);
-            for &(end, key) in &batch.entries {
-                let fresh = match key {
-                    Some(key) => {
-                        let fresh = self.seen.insert(key);
-                        if fresh {
-                            added.push(key);
+            let (mut stored, mut duplicates) = (0, 0);
+            for (frame, keys) in batch.sealed_blocks() {
+                let fresh: Vec<bool> = keys
+                    .iter()
+                    .map(|key| match key {
+                        Some(key) if self.seen.insert(*key) => {
+                            added.push(*key);
+                            true
                         }
-                        fresh
+                        Some(_) => false,
+                        None => true,
+                    })
+                    .collect();
+                let kept = fresh.iter().filter(|&&f| f).count();
+                stored += kept;
+                duplicates += keys.len() - kept;
+                if kept == keys.len() {
+                    self.buf.extend_from_slice(frame);
+                } else if kept > 0 {
+                    // Retries are rare, so only then is a block opened and sealed again.
+                    let block = match read_frame(frame) {
+                        Frame::Whole(payload, _) => DecodedBlock::decode(payload).ok(),
+                        _ => None,
+                    };
+                    match block {
+                        Some(block) => block.retain_into(|i| fresh[i], &mut self.buf),
+                        None => {
+                            // Cannot happen for a block sealed in memory; if it does, storing a
+                            // duplicate beats losing the fresh events beside it.
+                            tracing::error!("could not reopen a block to drop duplicates");
+                            self.buf.extend_from_slice(frame);
+                        }
                     }
-                    None => true,
-                };
-                if fresh {
-                    self.buf.extend_from_slice(&batch.frames[start..end]);
-                    stored += 1;
-                } else {
-                    duplicates += 1;
                 }
-                start = end;
             }
             outcomes.push((stored, duplicates));
         }
@@ -166,7 +186,7 @@ impl Writer {
                 self.seen.remove(key);
             }
         }
-        let end = self.base + self.len;
+        let end = block::offset(self.base + self.len, 0);
         for ((_, reply), (stored, duplicates)) in pending.into_iter().zip(outcomes) {
             let answer = match &result {
                 Ok(()) => Ok(Appended {
@@ -201,7 +221,9 @@ impl Writer {
         }
         self.len += self.buf.len() as u64;
         self.active_keys.extend_from_slice(added);
-        self.shared.end.send_replace(self.base + self.len);
+        self.shared
+            .end
+            .send_replace(block::offset(self.base + self.len, 0));
         Ok(())
     }
 
