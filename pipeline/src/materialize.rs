@@ -23,8 +23,8 @@ const CURSOR: &str = "cursor.materializer";
 /// id, written when its person is deleted.
 pub const DISTINCT_ID_CUTOFFS: redb::TableDefinition<(u32, &str), u64> =
     redb::TableDefinition::new("distinct_id_cutoffs");
-/// Bytes of log one transaction covers at most.
-const BATCH_BYTES: usize = 8 << 20;
+/// Bytes of (compressed) log one transaction covers at most: about 20k typical events.
+const BATCH_BYTES: usize = 2 << 20;
 
 /// Errors of the materializer.
 #[derive(Debug, thiserror::Error)]

@@ -37,8 +37,8 @@ use super::runtime::{Mapping, PersonKey, PersonProps, Round};
 const MATERIALIZER_CURSOR: &str = "cursor.materializer";
 /// Events per round under load: large rounds amortise the dataflow's fixed cost per round.
 const ROUND_EVENTS: usize = 50_000;
-/// Bytes of log read per bootstrap step.
-const BOOTSTRAP_BYTES: usize = 16 << 20;
+/// Bytes of (compressed) log read per bootstrap step: about 40k typical events.
+const BOOTSTRAP_BYTES: usize = 4 << 20;
 /// Marks synthetic person ids (distinct ids without a person).
 const SYNTHETIC: u64 = 1 << 63;
 
