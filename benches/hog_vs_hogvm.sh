@@ -16,9 +16,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target-hog}"
 
 cargo build --quiet -j1 --release -p quill-hog --example hog_bench
 quill_bench="$CARGO_TARGET_DIR/release/examples/hog_bench"
-# The bytecode comes from the quill binary (default target dir, as `cargo build` puts it).
-(unset CARGO_TARGET_DIR; cargo build --quiet -j1)
-quill="$root/target/debug/quill"
+# The bytecode comes from the quill binary (debug build, same target dir).
+cargo build --quiet -j1
+quill="$CARGO_TARGET_DIR/debug/quill"
 if [ ! -d hog/tests/hogvm/node_modules/@posthog/hogvm ]; then
   npm ci --prefix hog/tests/hogvm --no-audit --no-fund >&2
 fi
