@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use axum::routing::get;
 use axum::Router;
 use quill_pipeline::data_dir::DataDir;
-use quill_pipeline::log::{Log, LogOptions};
+use quill_pipeline::log::{byte_position, Log, LogOptions};
 use quill_pipeline::materialize::Materializer;
 use quill_pipeline::projects::{self, Registry};
 use quill_pipeline::store::Store;
@@ -160,7 +160,7 @@ fn status_handler(
         std::future::ready(axum::Json(serde_json::json!({
             "log_end_offset": end,
             "materialized_offset": materialized,
-            "materializer_lag_bytes": end.saturating_sub(materialized),
+            "materializer_lag_bytes": byte_position(end).saturating_sub(byte_position(materialized)),
         })))
     }
 }

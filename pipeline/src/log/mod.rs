@@ -67,6 +67,12 @@ impl LogError {
     }
 }
 
+/// The byte position in the log of the block holding the record at `offset`: what a
+/// difference of offsets means in bytes of log.
+pub fn byte_position(offset: u64) -> u64 {
+    block::position(offset)
+}
+
 /// Identifies an event for deduplication: its project and uuid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DedupKey {
