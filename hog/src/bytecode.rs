@@ -93,7 +93,9 @@ pub enum Cmp {
 #[allow(missing_docs)]
 pub enum Instr {
     GetGlobal(usize),
-    CallGlobal(Rc<str>, usize),
+    /// A call by name: the name, the argument count and the native standard library function
+    /// of that name (looked up once here rather than on every call).
+    CallGlobal(Rc<str>, usize, Option<&'static crate::stl::Spec>),
     And(usize),
     Or(usize),
     Not,
@@ -228,7 +230,9 @@ pub fn decode_ops(elems: &[Json]) -> Result<Chunk, VmError> {
             }
             op::CALL_GLOBAL => {
                 i += 2;
-                Instr::CallGlobal(string(i - 2)?, uint(i - 1)?)
+                let name = string(i - 2)?;
+                let spec = crate::stl::spec(&name);
+                Instr::CallGlobal(name, uint(i - 1)?, spec)
             }
             op::AND => {
                 i += 1;

@@ -8,14 +8,13 @@
 
 use std::fmt::Write;
 
-use indexmap::IndexMap;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value as Json};
 
 use crate::error::VmError;
 use crate::heap::Heap;
 use crate::print::{js_number, print_string_output};
-use crate::value::{Key, Value};
+use crate::value::{Dict, Key, Value};
 
 /// Nesting depth past which conversions stop (deeper parts become `null`).
 pub const MAX_JSON_DEPTH: usize = 128;
@@ -191,7 +190,7 @@ impl<'de> Visitor<'de> for Seed<'_> {
         Ok(self.heap.array(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = IndexMap::new();
+        let mut out = Dict::default();
         while let Some(k) = map.next_key::<String>()? {
             let v = map.next_value_seed(Seed {
                 heap: &mut *self.heap,

@@ -12,10 +12,8 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
-use indexmap::IndexMap;
-
 use crate::error::VmError;
-use crate::value::{ArrayData, DictData, Key, Upvalue, UpvalueCell, Value};
+use crate::value::{ArrayData, Dict, DictData, Key, Upvalue, UpvalueCell, Value};
 
 /// Cost of one value in the estimate.
 pub const UNIT: usize = 8;
@@ -37,6 +35,7 @@ pub struct Heap {
 }
 
 /// Shallow cost of a value held in a slot.
+#[inline]
 pub fn slot_cost(v: &Value) -> usize {
     match v {
         Value::Str(s) => UNIT + s.len(),
@@ -58,11 +57,17 @@ impl Heap {
     }
 
     /// Charges `bytes` that are about to be allocated. `roots` yields the values on the stack.
+    #[inline]
     pub fn charge(&mut self, bytes: usize, roots: &[Value]) -> Result<(), VmError> {
         self.pending = self.pending.saturating_add(bytes);
         if self.limit == 0 || self.last_live.saturating_add(self.pending) <= self.limit {
             return Ok(());
         }
+        self.charge_measured(bytes, roots)
+    }
+
+    #[cold]
+    fn charge_measured(&mut self, bytes: usize, roots: &[Value]) -> Result<(), VmError> {
         let live = self.measure(roots.iter());
         let used = live.saturating_add(bytes);
         if used > self.limit {
@@ -128,7 +133,7 @@ impl Heap {
     }
 
     /// Registers a new dict.
-    pub fn dict(&mut self, map: IndexMap<Key, Value>) -> Value {
+    pub fn dict(&mut self, map: Dict) -> Value {
         let rc = Rc::new(DictData(RefCell::new(map)));
         self.tracked.push(Tracked::Dict(Rc::downgrade(&rc)));
         Value::Dict(rc)
@@ -198,7 +203,7 @@ mod tests {
     #[test]
     fn clear_breaks_cycles() {
         let mut heap = Heap::new(0);
-        let d = heap.dict(IndexMap::new());
+        let d = heap.dict(Dict::default());
         let weak = match &d {
             Value::Dict(rc) => {
                 rc.0.borrow_mut().insert(Key::Int(1), d.clone());

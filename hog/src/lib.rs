@@ -20,6 +20,7 @@ pub mod bytecode;
 pub mod compiler;
 pub mod convert;
 pub mod error;
+pub mod fasthash;
 pub mod heap;
 pub mod lexer;
 pub mod parser;

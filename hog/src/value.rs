@@ -10,12 +10,16 @@ use std::rc::Rc;
 use indexmap::IndexMap;
 
 use crate::bytecode::Chunk;
+use crate::fasthash::FastState;
 
 /// A shared string.
 pub type Str = Rc<str>;
 
+/// The map inside a dict.
+pub type Dict = IndexMap<Key, Value, FastState>;
+
 /// A dict key: dicts are keyed by primitives (integral floats count as integers).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
     /// `null`
     Null,
@@ -29,7 +33,64 @@ pub enum Key {
     Str(Str),
 }
 
+/// A borrowed dict key, for lookups that should not clone a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRef<'a> {
+    /// `null`
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A non-integral float, by bits.
+    Float(u64),
+    /// A string.
+    Str(&'a str),
+}
+
+// `Key` hashes through `KeyRef` so the two agree, which borrowed lookups rely on.
+impl std::hash::Hash for KeyRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            KeyRef::Null => state.write_u8(0),
+            KeyRef::Bool(b) => state.write_u8(2 + u8::from(*b)),
+            KeyRef::Int(i) => {
+                state.write_u8(4);
+                state.write_u64(*i as u64);
+            }
+            KeyRef::Float(b) => {
+                state.write_u8(5);
+                state.write_u64(*b);
+            }
+            KeyRef::Str(s) => s.hash(state),
+        }
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state)
+    }
+}
+
+impl indexmap::Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        *self == key.as_ref()
+    }
+}
+
 impl Key {
+    /// The key, borrowed.
+    pub fn as_ref(&self) -> KeyRef<'_> {
+        match self {
+            Key::Null => KeyRef::Null,
+            Key::Bool(b) => KeyRef::Bool(*b),
+            Key::Int(i) => KeyRef::Int(*i),
+            Key::Float(b) => KeyRef::Float(*b),
+            Key::Str(s) => KeyRef::Str(s),
+        }
+    }
+
     /// The key as a value.
     pub fn to_value(&self) -> Value {
         match self {
@@ -48,7 +109,7 @@ pub struct ArrayData(pub RefCell<Vec<Value>>);
 
 /// The storage of a dict (insertion ordered).
 #[derive(Debug, Default)]
-pub struct DictData(pub RefCell<IndexMap<Key, Value>>);
+pub struct DictData(pub RefCell<Dict>);
 
 /// A Hog error value: `Error('message', payload)`.
 #[derive(Debug)]
@@ -234,6 +295,33 @@ impl Value {
             Value::Str(s) => Key::Str(s.clone()),
             _ => return None,
         })
+    }
+
+    /// The value as a borrowed dict key, if it is a primitive (as [`Value::to_key`]).
+    pub fn key_ref(&self) -> Option<KeyRef<'_>> {
+        Some(match self {
+            Value::Null => KeyRef::Null,
+            Value::Bool(b) => KeyRef::Bool(*b),
+            Value::Int(i) => KeyRef::Int(*i),
+            Value::Float(f) => {
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    KeyRef::Int(*f as i64)
+                } else {
+                    KeyRef::Float(f.to_bits())
+                }
+            }
+            Value::Str(s) => KeyRef::Str(s),
+            _ => return None,
+        })
+    }
+
+    /// The value as a dict key (as [`Value::to_key`]), without cloning a string; the value back
+    /// if it is not a primitive.
+    pub fn into_key(self) -> Result<Key, Value> {
+        match self {
+            Value::Str(s) => Ok(Key::Str(s)),
+            other => other.to_key().ok_or(other),
+        }
     }
 
     /// The string, if this is one.

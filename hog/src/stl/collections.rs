@@ -137,7 +137,7 @@ pub(super) fn register(add: Reg<'_>) {
         let mut cur = obj;
         for key in &a[1..] {
             let exists = match (&cur, key) {
-                (Value::Dict(d), k) => k.to_key().is_some_and(|k| d.0.borrow().contains_key(&k)),
+                (Value::Dict(d), k) => k.key_ref().is_some_and(|k| d.0.borrow().contains_key(&k)),
                 (Value::Array(x), Value::Int(i)) => {
                     let n = x.0.borrow().len() as i64;
                     *i != 0 && i.abs() <= n

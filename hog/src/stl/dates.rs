@@ -6,12 +6,11 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
-use indexmap::IndexMap;
 
 use super::{arg, NativeFn};
 use crate::error::VmError;
 use crate::runtime::Runtime;
-use crate::value::{Key, Value};
+use crate::value::{Dict, Key, Value};
 
 type Reg<'a> = &'a mut dyn FnMut(&'static str, usize, Option<usize>, NativeFn);
 
@@ -231,7 +230,7 @@ fn trunc(v: &Value, unit: &str) -> Result<Value, VmError> {
 }
 
 fn interval(rt: &mut Runtime, value: &Value, unit: &str) -> Value {
-    let mut m = IndexMap::new();
+    let mut m = Dict::default();
     m.insert(Key::Str("__hogInterval__".into()), Value::Bool(true));
     m.insert(Key::Str("value".into()), value.clone());
     m.insert(Key::Str("unit".into()), Value::str(unit));

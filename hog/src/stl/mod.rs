@@ -21,7 +21,7 @@ use crate::value::Value;
 pub type NativeFn = fn(&mut Runtime, &str, &[Value]) -> Result<Value, VmError>;
 
 /// A native function with its arity.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct Spec {
     /// Fewest arguments.
     pub min: usize,

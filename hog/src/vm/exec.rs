@@ -3,20 +3,19 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use indexmap::IndexMap;
 use serde_json::Value as Json;
 
+use super::calls::{call_native, host_fn};
 use super::ops::{arith, compare, contains, get_property, like_to_regex};
 use super::state::{self, VmState};
 use super::{ExecError, ExecOptions, ExecResult, Outcome};
 use crate::bytecode::{decode_program, Chunk, Instr};
 use crate::convert::{json_to_value, value_to_json};
 use crate::error::VmError;
+use crate::heap::slot_cost;
 use crate::runtime::Runtime;
 use crate::stl;
-use crate::value::{
-    Callable, CallableKind, ChunkRef, Closure, ErrorData, Upvalue, UpvalueCell, Value,
-};
+use crate::value::{Callable, CallableKind, ChunkRef, Closure, Dict, Upvalue, UpvalueCell, Value};
 
 /// How often (in ops) the clock is checked.
 const TIME_CHECK_MASK: u64 = 31;
@@ -36,9 +35,27 @@ pub(super) struct TryFrame {
     pub catch_ip: usize,
 }
 
+/// The bytecode JSON, kept only to be saved in the state of a suspended run.
+pub(super) enum Source<'o> {
+    Borrowed(&'o Json),
+    Shared(Rc<Json>),
+}
+
+impl Source<'_> {
+    pub fn json(&self) -> &Json {
+        match self {
+            Source::Borrowed(j) => j,
+            Source::Shared(j) => j,
+        }
+    }
+}
+
+/// Initial stack capacity: most programs stay below it, so runs don't regrow the stack.
+const STACK_CAPACITY: usize = 64;
+
 pub(super) struct Vm<'o> {
     pub rt: Runtime,
-    pub root_json: Rc<Json>,
+    pub root_json: Source<'o>,
     pub root: Rc<Chunk>,
     pub stack: Vec<Value>,
     pub frames: Vec<Frame>,
@@ -64,13 +81,13 @@ fn fail(error: VmError) -> ExecError {
 }
 
 impl<'o> Vm<'o> {
-    pub fn start(bytecode: &Json, opts: &'o ExecOptions) -> Result<Self, ExecError> {
+    pub fn start(bytecode: &'o Json, opts: &'o ExecOptions) -> Result<Self, ExecError> {
         let root = Rc::new(decode_program(bytecode).map_err(fail)?);
-        Ok(Vm::start_decoded(Rc::new(bytecode.clone()), root, opts))
+        Ok(Vm::start_decoded(Source::Borrowed(bytecode), root, opts))
     }
 
     /// Starts a run of bytecode that is already decoded (see [`super::Program`]).
-    pub fn start_decoded(root_json: Rc<Json>, root: Rc<Chunk>, opts: &'o ExecOptions) -> Self {
+    pub fn start_decoded(root_json: Source<'o>, root: Rc<Chunk>, opts: &'o ExecOptions) -> Self {
         let mut vm = Vm::empty(root_json, root.clone(), opts);
         vm.frames.push(Frame {
             chunk: ChunkRef::Root,
@@ -82,13 +99,13 @@ impl<'o> Vm<'o> {
         vm
     }
 
-    pub fn empty(root_json: Rc<Json>, root: Rc<Chunk>, opts: &'o ExecOptions) -> Self {
+    pub fn empty(root_json: Source<'o>, root: Rc<Chunk>, opts: &'o ExecOptions) -> Self {
         Vm {
             rt: Runtime::new(opts.limits.memory_bytes, opts.trace_print),
             root_json,
             root,
-            stack: Vec::new(),
-            frames: Vec::new(),
+            stack: Vec::with_capacity(STACK_CAPACITY),
+            frames: Vec::with_capacity(4),
             open_ups: Vec::new(),
             tries: Vec::new(),
             opts,
@@ -99,9 +116,14 @@ impl<'o> Vm<'o> {
         }
     }
 
-    pub fn restore(state: VmState, result: Json, opts: &'o ExecOptions) -> Result<Self, ExecError> {
+    pub fn restore(
+        mut state: VmState,
+        result: Json,
+        opts: &'o ExecOptions,
+    ) -> Result<Self, ExecError> {
         let root = Rc::new(decode_program(&state.bytecode).map_err(fail)?);
-        let mut vm = Vm::empty(Rc::new(state.bytecode.clone()), root, opts);
+        let bytecode = std::mem::take(&mut state.bytecode);
+        let mut vm = Vm::empty(Source::Shared(Rc::new(bytecode)), root, opts);
         state::restore_into(&mut vm, &state).map_err(fail)?;
         let v = json_to_value(&mut vm.rt.heap, &result);
         vm.stack.push(v);
@@ -158,21 +180,29 @@ impl<'o> Vm<'o> {
     }
 
     fn pop_n(&mut self, n: usize) -> Result<Vec<Value>, VmError> {
+        let at = self.split_point(n)?;
+        Ok(self.stack.split_off(at))
+    }
+
+    /// Where the top `n` values start, with upvalues pointing into them closed: the caller
+    /// takes those values off the stack.
+    fn split_point(&mut self, n: usize) -> Result<usize, VmError> {
         if n > self.stack.len() {
             return Err(VmError::exception("Stack underflow"));
         }
         let at = self.stack.len() - n;
         self.close_upvalues(at);
-        Ok(self.stack.split_off(at))
+        Ok(at)
     }
 
+    #[inline]
     fn push(&mut self, v: Value) -> Result<(), VmError> {
-        let cost = crate::heap::slot_cost(&v);
+        let cost = slot_cost(&v);
         self.stack.push(v);
         self.rt.heap.charge(cost, &self.stack)
     }
 
-    fn charge(&mut self, bytes: usize) -> Result<(), VmError> {
+    pub(super) fn charge(&mut self, bytes: usize) -> Result<(), VmError> {
         self.rt.heap.charge(bytes, &self.stack)
     }
 
@@ -213,124 +243,12 @@ impl<'o> Vm<'o> {
             .ok_or_else(|| VmError::exception(format!("Invalid upvalue index: {i}")))
     }
 
-    fn global(&mut self, chain: &[Value]) -> Result<Value, VmError> {
-        let name = chain.first().and_then(Value::as_str).unwrap_or("");
-        if let Some(Json::Object(globals)) = &self.opts.globals {
-            if let Some(mut cur) = globals.get(name) {
-                for key in &chain[1..] {
-                    let next = match (cur, key) {
-                        (Json::Object(m), Value::Str(k)) => m.get(&**k),
-                        (Json::Array(a), Value::Int(i)) if *i > 0 => a.get((*i - 1) as usize),
-                        (Json::Array(a), Value::Int(i)) if *i < 0 => {
-                            let idx = a.len() as i64 + *i;
-                            usize::try_from(idx).ok().and_then(|x| a.get(x))
-                        }
-                        _ => None,
-                    };
-                    match next {
-                        Some(n) => cur = n,
-                        None => return Ok(Value::Null),
-                    }
-                }
-                return Ok(json_to_value(&mut self.rt.heap, cur));
-            }
-        }
-        if chain.len() == 1 {
-            let callable = |kind, argc| {
-                Value::Callable(Rc::new(Callable {
-                    name: Rc::from(name),
-                    arg_count: argc,
-                    upvalue_count: 0,
-                    kind,
-                }))
-            };
-            if self.opts.async_functions.contains(name) || name == "sleep" {
-                return Ok(to_closure(callable(CallableKind::Async, 1)));
-            }
-            if let Some(spec) = stl::spec(name) {
-                return Ok(to_closure(callable(
-                    CallableKind::Stl,
-                    spec.max.unwrap_or(0),
-                )));
-            }
-            if let Some((argc, code)) = stl::hog::lookup(name) {
-                let kind = CallableKind::Local {
-                    chunk: ChunkRef::Stl(Rc::from(name)),
-                    ip: 0,
-                    code,
-                };
-                return Ok(to_closure(callable(kind, argc)));
-            }
-        }
-        let names: Vec<String> = chain
-            .iter()
-            .map(crate::print::print_string_output)
-            .collect();
-        Err(VmError::exception(format!(
-            "Global variable not found: {}",
-            names.join(".")
-        )))
-    }
-
-    /// Calls a native function by name with popped arguments. `None` if there is none.
-    /// Calls a host function or a native standard library function. `spec` is `stl::spec(name)`
-    /// when the caller has already looked it up.
-    fn call_native(
-        &mut self,
-        name: &str,
-        args: Vec<Value>,
-        spec: Option<&'static stl::Spec>,
-    ) -> Option<Result<Value, VmError>> {
-        if let Some(f) = self.opts.functions.get(name) {
-            let json_args: Vec<Json> = args.iter().map(value_to_json).collect();
-            return Some(match f(&json_args) {
-                Ok(r) => Ok(json_to_value(&mut self.rt.heap, &r)),
-                Err(e) => Err(VmError::exception(e)),
-            });
-        }
-        let spec = spec.or_else(|| stl::spec(name))?;
-        if args.len() < spec.min {
-            return Some(Err(VmError::exception(format!(
-                "Function {name} requires at least {} arguments",
-                spec.min
-            ))));
-        }
-        if let Some(max) = spec.max {
-            if args.len() > max {
-                return Some(Err(VmError::exception(format!(
-                    "Function {name} requires at most {max} arguments"
-                ))));
-            }
-        }
-        Some((spec.func)(&mut self.rt, name, &args))
-    }
-
-    fn push_frame(&mut self, frame: Frame) -> Result<(), VmError> {
-        self.frames.push(frame);
-        if self.frames.len() > self.opts.limits.max_call_depth {
-            return Err(VmError::exception(format!(
-                "Call stack exceeded maximum length of {}",
-                self.opts.limits.max_call_depth
-            )));
-        }
-        Ok(())
-    }
-
-    fn suspend_check(&mut self) -> Result<(), VmError> {
-        if self.async_steps >= self.opts.limits.max_async_steps {
-            return Err(VmError::exception(format!(
-                "Exceeded maximum number of async steps: {}",
-                self.opts.limits.max_async_steps
-            )));
-        }
-        self.async_steps += 1;
-        Ok(())
-    }
-
     fn run_loop(&mut self) -> Result<Step, VmError> {
         self.check_time()?;
-        let (mut code, mut ip) = match self.frames.last() {
-            Some(f) => (f.code.clone(), f.ip),
+        // The running frame's chunk, next instruction and first stack slot live in locals;
+        // `reload` brings them back from the frame stack after a call, return or catch.
+        let (mut code, mut ip, mut base) = match self.frames.last() {
+            Some(f) => (f.code.clone(), f.ip, f.stack_start),
             None => return Err(VmError::exception("No frame to run")),
         };
         macro_rules! save {
@@ -346,14 +264,14 @@ impl<'o> Vm<'o> {
                     Some(f) => {
                         code = f.code.clone();
                         ip = f.ip;
+                        base = f.stack_start;
                     }
                     None => return Err(VmError::exception("No frame to run")),
                 }
             };
         }
         loop {
-            let cur = code.clone();
-            let Some(instr) = cur.code.get(ip) else {
+            if ip >= code.code.len() {
                 // Ran off the end of the chunk: return null from this frame.
                 let Some(frame) = self.frames.pop() else {
                     return Err(VmError::exception("No frame to run"));
@@ -369,12 +287,14 @@ impl<'o> Vm<'o> {
                 self.push(Value::Null)?;
                 load!();
                 continue;
-            };
+            }
             self.ops += 1;
             if self.ops & TIME_CHECK_MASK == 0 {
                 self.check_time()?;
             }
+            let instr = &code.code[ip];
             ip += 1;
+            let mut reload = false;
             match instr {
                 Instr::True => self.push(Value::Bool(true))?,
                 Instr::False => self.push(Value::Bool(false))?,
@@ -390,12 +310,14 @@ impl<'o> Vm<'o> {
                     self.push(Value::Bool(!v.truthy()))?
                 }
                 Instr::And(n) | Instr::Or(n) => {
-                    let vals = self.pop_n(*n)?;
+                    let at = self.split_point(*n)?;
+                    let vals = &self.stack[at..];
                     let r = if matches!(instr, Instr::And(_)) {
                         vals.iter().all(Value::truthy)
                     } else {
                         vals.iter().any(Value::truthy)
                     };
+                    self.stack.truncate(at);
                     self.push(Value::Bool(r))?
                 }
                 Instr::Plus | Instr::Minus | Instr::Mul | Instr::Div | Instr::Mod => {
@@ -465,19 +387,17 @@ impl<'o> Vm<'o> {
                     self.push(v)?
                 }
                 Instr::GetLocal(i) => {
-                    let start = self.frames.last().map(|f| f.stack_start).unwrap_or(0);
                     let v =
-                        self.stack.get(start + i).cloned().ok_or_else(|| {
+                        self.stack.get(base + i).cloned().ok_or_else(|| {
                             VmError::exception(format!("Invalid local index: {i}"))
                         })?;
                     self.push(v)?
                 }
                 Instr::SetLocal(i) => {
                     let v = self.pop()?;
-                    let start = self.frames.last().map(|f| f.stack_start).unwrap_or(0);
                     let slot = self
                         .stack
-                        .get_mut(start + i)
+                        .get_mut(base + i)
                         .ok_or_else(|| VmError::exception(format!("Invalid local index: {i}")))?;
                     *slot = v;
                 }
@@ -497,11 +417,11 @@ impl<'o> Vm<'o> {
                     let n2 = n
                         .checked_mul(2)
                         .ok_or_else(|| VmError::exception("Dict too large"))?;
-                    let vals = self.pop_n(n2)?;
-                    let mut map = IndexMap::with_capacity(*n);
-                    let mut it = vals.into_iter();
+                    let at = self.split_point(n2)?;
+                    let mut map = Dict::with_capacity_and_hasher(*n, Default::default());
+                    let mut it = self.stack.drain(at..);
                     while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                        let key = k.to_key().ok_or_else(|| {
+                        let key = k.into_key().map_err(|k| {
                             VmError::exception(format!(
                                 "Invalid dict key of type {}",
                                 k.type_name()
@@ -509,6 +429,7 @@ impl<'o> Vm<'o> {
                         })?;
                         map.insert(key, v);
                     }
+                    drop(it);
                     self.charge(crate::heap::UNIT * (1 + 2 * map.len()))?;
                     let d = self.rt.heap.dict(map);
                     self.push(d)?
@@ -547,7 +468,7 @@ impl<'o> Vm<'o> {
                     let depth = self.frames.len();
                     self.tries.retain(|t| t.call_depth <= depth);
                     self.push(result)?;
-                    load!();
+                    reload = true;
                 }
                 Instr::Callable {
                     name,
@@ -584,7 +505,7 @@ impl<'o> Vm<'o> {
                             ups.len()
                         )));
                     }
-                    let start = self.frames.last().map(|f| f.stack_start).unwrap_or(0);
+                    let start = base;
                     let mut cells = Vec::with_capacity(ups.len());
                     for (is_local, idx) in ups {
                         if *is_local {
@@ -627,7 +548,7 @@ impl<'o> Vm<'o> {
                     self.close_upvalues(self.stack.len() - 1);
                     self.pop()?;
                 }
-                Instr::CallGlobal(name, argc) => {
+                Instr::CallGlobal(name, argc, spec) => {
                     let argc = *argc;
                     if argc > self.stack.len() {
                         return Err(VmError::exception("Not enough arguments on the stack"));
@@ -636,22 +557,24 @@ impl<'o> Vm<'o> {
                         return Err(VmError::exception("Too many arguments"));
                     }
                     let name: &str = name;
-                    let spec = stl::spec(name);
-                    if spec.is_some() || self.opts.functions.contains_key(name) {
-                        let args = self.pop_n(argc)?;
-                        if let Some(r) = self.call_native(name, args, spec) {
+                    let opts = self.opts;
+                    let host = host_fn(opts, name);
+                    if host.is_some() || spec.is_some() {
+                        // The arguments stay on the stack during the call (no vector per call).
+                        let at = self.stack.len() - argc;
+                        self.close_upvalues(at);
+                        let r = call_native(&mut self.rt, host, name, &self.stack[at..], *spec);
+                        self.stack.truncate(at);
+                        if let Some(r) = r {
                             let v = r?;
                             self.push(v)?;
-                            continue;
                         }
-                    }
-                    if self.opts.async_functions.contains(name) || name == "sleep" {
+                    } else if self.opts.async_functions.contains(name) || name == "sleep" {
                         self.suspend_check()?;
                         let args = self.pop_n(argc)?;
                         save!();
                         return Ok(Step::Suspend(name.to_string(), args));
-                    }
-                    if let Some((n, stl_code)) = stl::hog::lookup(name) {
+                    } else if let Some((n, stl_code)) = stl::hog::lookup(name) {
                         if n != argc {
                             return Err(VmError::exception(format!(
                                 "Function {name} requires exactly {n} arguments"
@@ -666,12 +589,12 @@ impl<'o> Vm<'o> {
                             stack_start: start,
                             closure: None,
                         })?;
-                        load!();
-                        continue;
+                        reload = true;
+                    } else {
+                        return Err(VmError::exception(format!(
+                            "Unsupported function call: {name}"
+                        )));
                     }
-                    return Err(VmError::exception(format!(
-                        "Unsupported function call: {name}"
-                    )));
                 }
                 Instr::CallLocal(argc) => {
                     let argc = *argc;
@@ -713,7 +636,7 @@ impl<'o> Vm<'o> {
                                 stack_start: start,
                                 closure: Some(closure),
                             })?;
-                            load!();
+                            reload = true;
                         }
                         CallableKind::Stl => {
                             let mut args = self.pop_n(argc)?;
@@ -722,8 +645,9 @@ impl<'o> Vm<'o> {
                                     args.push(Value::Null);
                                 }
                             }
-                            let r = self
-                                .call_native(&callable.name, args, None)
+                            let host = host_fn(self.opts, &callable.name);
+                            let spec = stl::spec(&callable.name);
+                            let r = call_native(&mut self.rt, host, &callable.name, &args, spec)
                                 .unwrap_or_else(|| {
                                     Err(VmError::exception(format!(
                                         "Unsupported function call: {}",
@@ -774,7 +698,7 @@ impl<'o> Vm<'o> {
                                 Some(f) => f.ip = t.catch_ip,
                                 None => return Err(VmError::exception("No frame to catch in")),
                             }
-                            load!();
+                            reload = true;
                         }
                         Some(_) => return Err(VmError::exception("Corrupt try stack")),
                         None => {
@@ -792,71 +716,9 @@ impl<'o> Vm<'o> {
                     }
                 }
             }
+            if reload {
+                load!();
+            }
         }
     }
-
-    fn set_property(&mut self, obj: &Value, key: Value, value: Value) -> Result<(), VmError> {
-        match obj {
-            Value::Dict(d) => {
-                let k = key.to_key().ok_or_else(|| {
-                    VmError::exception(format!("Invalid dict key of type {}", key.type_name()))
-                })?;
-                let cost = crate::heap::slot_cost(&key.clone()) + crate::heap::slot_cost(&value);
-                self.charge(cost)?;
-                d.0.borrow_mut().insert(k, value);
-                Ok(())
-            }
-            Value::Array(a) | Value::Tuple(a) => {
-                let idx = match key {
-                    Value::Int(i) => i,
-                    Value::Float(f) if f.fract() == 0.0 && f.abs() < 9e15 => f as i64,
-                    _ => {
-                        return Err(VmError::exception(format!(
-                            "Can not set property {} on an array",
-                            crate::print::print_value(&key)
-                        )))
-                    }
-                };
-                if idx == 0 {
-                    return Err(VmError::exception("Hog arrays start from index 1"));
-                }
-                let len = a.0.borrow().len() as i64;
-                let pos = if idx > 0 { idx - 1 } else { len + idx };
-                if pos < 0 {
-                    return Err(VmError::exception(format!("Index {idx} out of range")));
-                }
-                if pos >= len {
-                    let grow = (pos - len + 1) as usize;
-                    self.charge(grow.saturating_mul(crate::heap::UNIT))?;
-                    a.0.borrow_mut().resize(pos as usize + 1, Value::Null);
-                }
-                a.0.borrow_mut()[pos as usize] = value;
-                Ok(())
-            }
-            other => Err(VmError::exception(format!(
-                "Can not set property {} on a value of type {}",
-                crate::print::print_value(&key),
-                other.type_name()
-            ))),
-        }
-    }
-}
-
-fn to_closure(v: Value) -> Value {
-    match v {
-        Value::Callable(c) => Value::Closure(Rc::new(Closure {
-            callable: c,
-            upvalues: Vec::new(),
-        })),
-        other => other,
-    }
-}
-
-/// Builds an error value (used by the standard library too).
-pub fn new_error(kind: &str, message: &str, payload: Value) -> Value {
-    Value::Error(Rc::new(ErrorData {
-        kind: Rc::from(kind),
-        message: Rc::from(message),
-        payload: std::cell::RefCell::new(payload),
-    }))
 }

@@ -5,7 +5,9 @@
 //! [`Outcome::Suspended`] with a serializable [`VmState`]; the host performs the call and passes
 //! the result to [`resume`]. The wall-clock budget accumulates across resumes.
 
+mod calls;
 mod exec;
+mod globals;
 pub mod ops;
 mod state;
 
@@ -18,7 +20,7 @@ use serde_json::Value as Json;
 
 use crate::error::VmError;
 
-pub(crate) use exec::new_error;
+pub(crate) use calls::new_error;
 pub use state::{FrameState, StateValue, UpvalueState, VmState};
 
 /// A synchronous host function: JSON arguments in, JSON result out; `Err` stops the VM.
@@ -117,7 +119,7 @@ pub struct ExecError {
 }
 
 /// Runs bytecode (`["_H", 1, ...]`) from the start.
-pub fn run(bytecode: &Json, options: &ExecOptions) -> Result<ExecResult, ExecError> {
+pub fn run<'a>(bytecode: &'a Json, options: &'a ExecOptions) -> Result<ExecResult, ExecError> {
     exec::Vm::start(bytecode, options).and_then(|vm| vm.execute())
 }
 
@@ -142,7 +144,12 @@ impl Program {
 
     /// Runs the program.
     pub fn run(&self, options: &ExecOptions) -> Result<ExecResult, ExecError> {
-        exec::Vm::start_decoded(self.json.clone(), self.root.clone(), options).execute()
+        exec::Vm::start_decoded(
+            exec::Source::Shared(self.json.clone()),
+            self.root.clone(),
+            options,
+        )
+        .execute()
     }
 }
 

@@ -212,11 +212,26 @@ fn ordering(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
 
 /// Evaluates a comparison opcode on `a cmp b`.
 pub fn compare(a: &Value, b: &Value, cmp: Cmp) -> bool {
+    // Numbers against numbers and strings against strings need no unifying (and no copies).
+    let same_kind = matches!(
+        (a, b),
+        (
+            Value::Int(_) | Value::Float(_),
+            Value::Int(_) | Value::Float(_)
+        ) | (Value::Str(_), Value::Str(_))
+    );
+    if same_kind {
+        return compare_unified(a, b, cmp);
+    }
     let (a, b) = unify(a, b);
+    compare_unified(&a, &b, cmp)
+}
+
+fn compare_unified(a: &Value, b: &Value, cmp: Cmp) -> bool {
     match cmp {
-        Cmp::Eq => values_equal(&a, &b),
-        Cmp::NotEq => !values_equal(&a, &b),
-        _ => match ordering(&a, &b) {
+        Cmp::Eq => values_equal(a, b),
+        Cmp::NotEq => !values_equal(a, b),
+        _ => match ordering(a, b) {
             None => false,
             Some(o) => match cmp {
                 Cmp::Gt => o.is_gt(),
@@ -235,7 +250,7 @@ pub fn contains(haystack: &Value, needle: &Value) -> Result<bool, VmError> {
             Ok(a.0.borrow().iter().any(|x| values_equal(x, needle)))
         }
         Value::Dict(d) => Ok(needle
-            .to_key()
+            .key_ref()
             .is_some_and(|k| d.0.borrow().contains_key(&k))),
         Value::Str(s) => Ok(s.contains(crate::print::print_string_output(needle).as_str())),
         other => Err(VmError::exception(format!(
@@ -265,7 +280,7 @@ pub fn like_to_regex(pattern: &str, case_insensitive: bool) -> String {
 /// Reads `obj[key]` with 1-based (and negative) indexes for arrays and tuples.
 pub fn get_property(obj: &Value, key: &Value) -> Result<Value, VmError> {
     Ok(match obj {
-        Value::Dict(d) => match key.to_key() {
+        Value::Dict(d) => match key.key_ref() {
             Some(k) => d.0.borrow().get(&k).cloned().unwrap_or(Value::Null),
             None => Value::Null,
         },

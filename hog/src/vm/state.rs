@@ -8,14 +8,13 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::exec::{Frame, TryFrame, Vm};
 use crate::error::VmError;
 use crate::stl;
-use crate::value::{Callable, CallableKind, ChunkRef, Closure, Upvalue, UpvalueCell, Value};
+use crate::value::{Callable, CallableKind, ChunkRef, Closure, Dict, Upvalue, UpvalueCell, Value};
 
 const MAX_STATE_DEPTH: usize = 128;
 
@@ -244,7 +243,7 @@ pub(super) fn capture(vm: &Vm<'_>) -> VmState {
         i += 1;
     }
     VmState {
-        bytecode: (*vm.root_json).clone(),
+        bytecode: vm.root_json.json().clone(),
         stack,
         frames,
         upvalues,
@@ -299,7 +298,7 @@ impl Restore<'_, '_> {
                 }
             }
             StateValue::Dict(pairs) => {
-                let mut map = IndexMap::new();
+                let mut map = Dict::default();
                 for (k, x) in pairs {
                     let key = self.value(k, depth + 1)?;
                     let key = key
@@ -324,7 +323,7 @@ impl Restore<'_, '_> {
                 payload,
             } => {
                 let p = self.value(payload, depth + 1)?;
-                super::exec::new_error(kind, message, p)
+                super::calls::new_error(kind, message, p)
             }
             StateValue::Function {
                 name,

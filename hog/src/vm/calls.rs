@@ -1,0 +1,158 @@
+//! What the interpreter loop delegates: native and host calls, property writes, frames and
+//! async bookkeeping.
+
+use std::rc::Rc;
+
+use serde_json::Value as Json;
+
+use super::exec::{Frame, Vm};
+use super::{ExecOptions, HostFn};
+use crate::convert::{json_to_value, value_to_json};
+use crate::error::VmError;
+use crate::runtime::Runtime;
+use crate::stl;
+use crate::value::{Closure, ErrorData, Value};
+
+/// The host function `name`, if the options have one.
+pub(super) fn host_fn<'a>(opts: &'a ExecOptions, name: &str) -> Option<&'a HostFn> {
+    let functions = &opts.functions;
+    if functions.is_empty() {
+        return None;
+    }
+    // Hosts pass a handful of functions, and this runs on every call by name: comparing a few
+    // names is cheaper than hashing the name with SipHash.
+    if functions.len() <= 8 {
+        return functions
+            .iter()
+            .find(|(k, _)| k.as_str() == name)
+            .map(|(_, f)| f);
+    }
+    functions.get(name)
+}
+
+/// Calls a host function (when there is one) or else the native standard library function
+/// `spec`. `None` when there is neither.
+pub(super) fn call_native(
+    rt: &mut Runtime,
+    host: Option<&HostFn>,
+    name: &str,
+    args: &[Value],
+    spec: Option<&'static stl::Spec>,
+) -> Option<Result<Value, VmError>> {
+    if let Some(f) = host {
+        let json_args: Vec<Json> = args.iter().map(value_to_json).collect();
+        return Some(match f(&json_args) {
+            Ok(r) => Ok(json_to_value(&mut rt.heap, &r)),
+            Err(e) => Err(VmError::exception(e)),
+        });
+    }
+    let spec = spec?;
+    if args.len() < spec.min {
+        return Some(Err(VmError::exception(format!(
+            "Function {name} requires at least {} arguments",
+            spec.min
+        ))));
+    }
+    if let Some(max) = spec.max {
+        if args.len() > max {
+            return Some(Err(VmError::exception(format!(
+                "Function {name} requires at most {max} arguments"
+            ))));
+        }
+    }
+    Some((spec.func)(rt, name, args))
+}
+
+impl Vm<'_> {
+    pub(super) fn push_frame(&mut self, frame: Frame) -> Result<(), VmError> {
+        self.frames.push(frame);
+        if self.frames.len() > self.opts.limits.max_call_depth {
+            return Err(VmError::exception(format!(
+                "Call stack exceeded maximum length of {}",
+                self.opts.limits.max_call_depth
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn suspend_check(&mut self) -> Result<(), VmError> {
+        if self.async_steps >= self.opts.limits.max_async_steps {
+            return Err(VmError::exception(format!(
+                "Exceeded maximum number of async steps: {}",
+                self.opts.limits.max_async_steps
+            )));
+        }
+        self.async_steps += 1;
+        Ok(())
+    }
+
+    pub(super) fn set_property(
+        &mut self,
+        obj: &Value,
+        key: Value,
+        value: Value,
+    ) -> Result<(), VmError> {
+        match obj {
+            Value::Dict(d) => {
+                let cost = crate::heap::slot_cost(&key) + crate::heap::slot_cost(&value);
+                let k = key.into_key().map_err(|key| {
+                    VmError::exception(format!("Invalid dict key of type {}", key.type_name()))
+                })?;
+                self.charge(cost)?;
+                d.0.borrow_mut().insert(k, value);
+                Ok(())
+            }
+            Value::Array(a) | Value::Tuple(a) => {
+                let idx = match key {
+                    Value::Int(i) => i,
+                    Value::Float(f) if f.fract() == 0.0 && f.abs() < 9e15 => f as i64,
+                    _ => {
+                        return Err(VmError::exception(format!(
+                            "Can not set property {} on an array",
+                            crate::print::print_value(&key)
+                        )))
+                    }
+                };
+                if idx == 0 {
+                    return Err(VmError::exception("Hog arrays start from index 1"));
+                }
+                let len = a.0.borrow().len() as i64;
+                let pos = if idx > 0 { idx - 1 } else { len + idx };
+                if pos < 0 {
+                    return Err(VmError::exception(format!("Index {idx} out of range")));
+                }
+                if pos >= len {
+                    let grow = (pos - len + 1) as usize;
+                    self.charge(grow.saturating_mul(crate::heap::UNIT))?;
+                    a.0.borrow_mut().resize(pos as usize + 1, Value::Null);
+                }
+                a.0.borrow_mut()[pos as usize] = value;
+                Ok(())
+            }
+            other => Err(VmError::exception(format!(
+                "Can not set property {} on a value of type {}",
+                crate::print::print_value(&key),
+                other.type_name()
+            ))),
+        }
+    }
+}
+
+pub(super) fn to_closure(v: Value) -> Value {
+    match v {
+        Value::Callable(c) => Value::Closure(Rc::new(Closure {
+            callable: c,
+            upvalues: Vec::new(),
+        })),
+        other => other,
+    }
+}
+
+/// Builds an error value (used by the standard library too).
+pub fn new_error(kind: &str, message: &str, payload: Value) -> Value {
+    Value::Error(Rc::new(ErrorData {
+        kind: Rc::from(kind),
+        message: Rc::from(message),
+        payload: std::cell::RefCell::new(payload),
+    }))
+}

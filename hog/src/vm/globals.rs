@@ -1,0 +1,74 @@
+//! Reading globals: `GET_GLOBAL` chains such as `event.properties.email`, and the functions that
+//! are values when named without a call.
+
+use std::rc::Rc;
+
+use serde_json::Value as Json;
+
+use super::calls::to_closure;
+use super::exec::Vm;
+use crate::convert::json_to_value;
+use crate::error::VmError;
+use crate::stl;
+use crate::value::{Callable, CallableKind, ChunkRef, Value};
+
+impl Vm<'_> {
+    pub(super) fn global(&mut self, chain: &[Value]) -> Result<Value, VmError> {
+        let name = chain.first().and_then(Value::as_str).unwrap_or("");
+        if let Some(Json::Object(globals)) = &self.opts.globals {
+            if let Some(mut cur) = globals.get(name) {
+                for key in &chain[1..] {
+                    let next = match (cur, key) {
+                        (Json::Object(m), Value::Str(k)) => m.get(&**k),
+                        (Json::Array(a), Value::Int(i)) if *i > 0 => a.get((*i - 1) as usize),
+                        (Json::Array(a), Value::Int(i)) if *i < 0 => {
+                            let idx = a.len() as i64 + *i;
+                            usize::try_from(idx).ok().and_then(|x| a.get(x))
+                        }
+                        _ => None,
+                    };
+                    match next {
+                        Some(n) => cur = n,
+                        None => return Ok(Value::Null),
+                    }
+                }
+                return Ok(json_to_value(&mut self.rt.heap, cur));
+            }
+        }
+        if chain.len() == 1 {
+            let callable = |kind, argc| {
+                Value::Callable(Rc::new(Callable {
+                    name: Rc::from(name),
+                    arg_count: argc,
+                    upvalue_count: 0,
+                    kind,
+                }))
+            };
+            if self.opts.async_functions.contains(name) || name == "sleep" {
+                return Ok(to_closure(callable(CallableKind::Async, 1)));
+            }
+            if let Some(spec) = stl::spec(name) {
+                return Ok(to_closure(callable(
+                    CallableKind::Stl,
+                    spec.max.unwrap_or(0),
+                )));
+            }
+            if let Some((argc, code)) = stl::hog::lookup(name) {
+                let kind = CallableKind::Local {
+                    chunk: ChunkRef::Stl(Rc::from(name)),
+                    ip: 0,
+                    code,
+                };
+                return Ok(to_closure(callable(kind, argc)));
+            }
+        }
+        let names: Vec<String> = chain
+            .iter()
+            .map(crate::print::print_string_output)
+            .collect();
+        Err(VmError::exception(format!(
+            "Global variable not found: {}",
+            names.join(".")
+        )))
+    }
+}
