@@ -12,7 +12,7 @@
 //! - `median_program_us`: a `quill_hog::Program` decoded once and run `ITER` times, as a host that
 //!   runs one transformation on every event would.
 //!
-//! Both start from the globals JSON.
+//! Both start from the globals JSON. `--program-only` skips the first (for profiling).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -24,6 +24,7 @@ fn main() {
     let mut positional = Vec::new();
     let mut globals = None;
     let mut rounds: usize = 7;
+    let mut program_only = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--globals" => {
@@ -31,6 +32,7 @@ fn main() {
                 let text = std::fs::read_to_string(&path).expect("read globals");
                 globals = Some(serde_json::from_str(&text).expect("globals are JSON"));
             }
+            "--program-only" => program_only = true,
             "--rounds" => {
                 rounds = args
                     .next()
@@ -54,7 +56,10 @@ fn main() {
 
     match run_bytecode(&bytecode, &options) {
         Ok(r) => match r.outcome {
-            Outcome::Finished(v) => println!("result {v}"),
+            Outcome::Finished(v) => {
+                println!("result {v}");
+                println!("ops {}", r.ops);
+            }
             Outcome::Suspended { function, .. } => panic!("suspended on {function}"),
         },
         Err(e) => panic!("{}", quill_hog::format_error(&e.error)),
@@ -66,6 +71,9 @@ fn main() {
     for _ in 0..rounds {
         let start = Instant::now();
         for _ in 0..iter {
+            if program_only {
+                break;
+            }
             black_box(run_bytecode(black_box(&bytecode), &options).is_ok());
         }
         json_us.push(start.elapsed().as_secs_f64() * 1e6 / f64::from(iter));

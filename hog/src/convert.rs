@@ -53,7 +53,7 @@ fn json_depth(heap: &mut Heap, j: &Json, depth: usize) -> Value {
     }
 }
 
-fn special_object(m: &Map<String, Json>) -> Option<Value> {
+pub(crate) fn special_object(m: &Map<String, Json>) -> Option<Value> {
     if m.get("__hogDateTime__") == Some(&Json::Bool(true)) {
         return Some(Value::DateTime {
             dt: m.get("dt")?.as_f64()?,

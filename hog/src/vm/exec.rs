@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 use super::calls::{call_native, host_fn};
+use super::globals::Templates;
 use super::ops::{arith, compare, contains, get_property, like_to_regex};
 use super::state::{self, VmState};
 use super::{ExecError, ExecOptions, ExecResult, Outcome};
@@ -61,6 +62,7 @@ pub(super) struct Vm<'o> {
     pub frames: Vec<Frame>,
     pub open_ups: Vec<(usize, Rc<UpvalueCell>)>,
     pub tries: Vec<TryFrame>,
+    pub templates: Templates,
     pub opts: &'o ExecOptions,
     pub ops: u64,
     pub async_steps: usize,
@@ -108,6 +110,7 @@ impl<'o> Vm<'o> {
             frames: Vec::with_capacity(4),
             open_ups: Vec::new(),
             tries: Vec::new(),
+            templates: Templates::default(),
             opts,
             ops: 0,
             async_steps: 0,
@@ -387,10 +390,10 @@ impl<'o> Vm<'o> {
                     self.push(v)?
                 }
                 Instr::GetLocal(i) => {
-                    let v =
-                        self.stack.get(base + i).cloned().ok_or_else(|| {
-                            VmError::exception(format!("Invalid local index: {i}"))
-                        })?;
+                    let Some(v) = self.stack.get(base + i) else {
+                        return Err(VmError::exception(format!("Invalid local index: {i}")));
+                    };
+                    let v = v.clone();
                     self.push(v)?
                 }
                 Instr::SetLocal(i) => {

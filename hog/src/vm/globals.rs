@@ -1,5 +1,12 @@
 //! Reading globals: `GET_GLOBAL` chains such as `event.properties.email`, and the functions that
 //! are values when named without a call.
+//!
+//! Every read of a global gives the program a fresh copy (as PostHog's VM does), so changing it
+//! does not change the globals. Objects and arrays are converted from JSON once per run into an
+//! immutable template (kept in [`Templates`]) and each read copies the template: copying shares
+//! the strings and clones hash tables without rehashing, which is much cheaper than converting
+//! again. A transformation typically reads `event.properties` and then `event`, whose
+//! `properties` is the same JSON node.
 
 use std::rc::Rc;
 
@@ -7,12 +14,135 @@ use serde_json::Value as Json;
 
 use super::calls::to_closure;
 use super::exec::Vm;
-use crate::convert::json_to_value;
+use crate::convert::{json_to_value, special_object, MAX_JSON_DEPTH};
 use crate::error::VmError;
+use crate::heap::Heap;
 use crate::stl;
-use crate::value::{Callable, CallableKind, ChunkRef, Value};
+use crate::value::{ArrayData, Callable, CallableKind, ChunkRef, Dict, DictData, Key, Value};
+
+/// Templates converted so far in this run, by the address of their JSON node (the globals are
+/// borrowed for the whole run, so addresses are stable and unique). Few nodes are read per run,
+/// so a list beats a map.
+#[derive(Default)]
+pub(super) struct Templates(Vec<Template>);
+
+struct Template {
+    node: usize,
+    value: Value,
+    /// Levels below the node; the template is only complete (reusable at any depth that still
+    /// fits under [`MAX_JSON_DEPTH`]) when this is within the limit.
+    height: usize,
+}
+
+fn node_id(j: &Json) -> usize {
+    j as *const Json as usize
+}
+
+impl Templates {
+    fn find(&self, j: &Json, depth: usize) -> Option<(Value, usize)> {
+        let id = node_id(j);
+        self.0
+            .iter()
+            .find(|t| t.node == id && depth + t.height <= MAX_JSON_DEPTH)
+            .map(|t| (t.value.clone(), t.height))
+    }
+
+    /// The template of a JSON node at `depth`, and its height. Containers become untracked,
+    /// shared values that are never handed to the program; primitives convert directly.
+    fn build(&self, j: &Json, depth: usize) -> (Value, usize) {
+        if depth > MAX_JSON_DEPTH {
+            return (Value::Null, 0);
+        }
+        match j {
+            Json::Object(m) => {
+                if let Some(v) = special_object(m) {
+                    return (v, 0);
+                }
+                if let Some(found) = self.find(j, depth) {
+                    return found;
+                }
+                let mut height = 0;
+                let mut map = Dict::with_capacity_and_hasher(m.len(), Default::default());
+                for (k, v) in m {
+                    let (v, h) = self.build(v, depth + 1);
+                    height = height.max(h + 1);
+                    map.insert(Key::Str(k.as_str().into()), v);
+                }
+                (Value::Dict(Rc::new(DictData(map.into()))), height)
+            }
+            Json::Array(a) => {
+                if let Some(found) = self.find(j, depth) {
+                    return found;
+                }
+                let mut height = 0;
+                let items: Vec<Value> = a
+                    .iter()
+                    .map(|x| {
+                        let (v, h) = self.build(x, depth + 1);
+                        height = height.max(h + 1);
+                        v
+                    })
+                    .collect();
+                (Value::Array(Rc::new(ArrayData(items.into()))), height)
+            }
+            other => (json_to_value_primitive(other), 0),
+        }
+    }
+
+    /// The value of a global's JSON node as a fresh copy for the program.
+    fn read(&mut self, heap: &mut Heap, j: &Json) -> Value {
+        if !matches!(j, Json::Object(_) | Json::Array(_)) {
+            return json_to_value(heap, j);
+        }
+        let (template, height) = self.build(j, 0);
+        if height <= MAX_JSON_DEPTH && self.find(j, 0).is_none() {
+            self.0.push(Template {
+                node: node_id(j),
+                value: template.clone(),
+                height,
+            });
+        }
+        copy(heap, &template)
+    }
+}
+
+fn json_to_value_primitive(j: &Json) -> Value {
+    match j {
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::str(s),
+        _ => Value::Null,
+    }
+}
+
+/// A fresh, tracked copy of a template: new containers all the way down, shared strings.
+fn copy(heap: &mut Heap, t: &Value) -> Value {
+    match t {
+        Value::Dict(d) => {
+            let mut map = d.0.borrow().clone();
+            for v in map.values_mut() {
+                if matches!(v, Value::Dict(_) | Value::Array(_)) {
+                    *v = copy(heap, v);
+                }
+            }
+            heap.dict(map)
+        }
+        Value::Array(a) => {
+            let items = a.0.borrow().iter().map(|v| copy(heap, v)).collect();
+            heap.array(items)
+        }
+        other => other.clone(),
+    }
+}
 
 impl Vm<'_> {
+    fn global_value(&mut self, j: &Json) -> Value {
+        self.templates.read(&mut self.rt.heap, j)
+    }
+
     pub(super) fn global(&mut self, chain: &[Value]) -> Result<Value, VmError> {
         let name = chain.first().and_then(Value::as_str).unwrap_or("");
         if let Some(Json::Object(globals)) = &self.opts.globals {
@@ -32,7 +162,7 @@ impl Vm<'_> {
                         None => return Ok(Value::Null),
                     }
                 }
-                return Ok(json_to_value(&mut self.rt.heap, cur));
+                return Ok(self.global_value(cur));
             }
         }
         if chain.len() == 1 {
