@@ -96,7 +96,7 @@ fn to_json_depth(v: &Value, marked: &mut Vec<usize>) -> Json {
         Value::Float(f) => serde_json::Number::from_f64(*f)
             .map(Json::Number)
             .unwrap_or(Json::Null),
-        Value::Str(s) => Json::String(s.to_string()),
+        Value::Str(s) => Json::String(String::from(&**s)),
         Value::Array(a) | Value::Tuple(a) => Json::Array(
             a.0.borrow()
                 .iter()
@@ -106,10 +106,11 @@ fn to_json_depth(v: &Value, marked: &mut Vec<usize>) -> Json {
         Value::Dict(d) => {
             let mut m = Map::new();
             for (k, val) in d.0.borrow().iter() {
-                m.insert(
-                    print_string_output(&k.to_value()),
-                    to_json_depth(val, marked),
-                );
+                let key = match k {
+                    Key::Str(s) => String::from(&**s),
+                    other => print_string_output(&other.to_value()),
+                };
+                m.insert(key, to_json_depth(val, marked));
             }
             Json::Object(m)
         }

@@ -48,7 +48,7 @@ impl Heap {
     /// A heap with a cap in bytes (0 means no cap).
     pub fn new(limit: usize) -> Self {
         Heap {
-            tracked: Vec::new(),
+            tracked: Vec::with_capacity(16),
             limit,
             last_live: 0,
             pending: 0,

@@ -127,7 +127,7 @@ pub fn print_value(v: &Value) -> String {
 /// Prints a value for `print`: a top-level string raw, anything else via [`print_value`].
 pub fn print_string_output(v: &Value) -> String {
     match v {
-        Value::Str(s) => s.to_string(),
+        Value::Str(s) => String::from(&**s),
         other => print_value(other),
     }
 }

@@ -413,7 +413,10 @@ impl Drop for ArrayData {
 impl Drop for DictData {
     fn drop(&mut self) {
         let map = std::mem::take(self.0.get_mut());
-        drop_iteratively(map.into_values().collect());
+        // Most dicts hold only primitives: drop those in place, without a worklist.
+        if map.values().any(Value::is_container) {
+            drop_iteratively(map.into_values().collect());
+        }
     }
 }
 

@@ -11,9 +11,7 @@ type Reg<'a> = &'a mut dyn FnMut(&'static str, usize, Option<usize>, NativeFn);
 
 pub(super) fn register(add: Reg<'_>) {
     add("print", 0, None, print);
-    add("typeof", 1, Some(1), |_, _, a| {
-        Ok(Value::str(arg(a, 0).type_name()))
-    });
+    add("typeof", 1, Some(1), |_, _, a| Ok(type_name_value(arg(a, 0))));
     add("toString", 1, Some(2), |_, _, a| {
         Ok(Value::str(to_string(arg(a, 0))))
     });
@@ -203,6 +201,20 @@ fn range(rt: &mut Runtime, _: &str, a: &[Value]) -> Result<Value, VmError> {
 }
 
 /// `toString`: dates as ISO text, everything else as `print` would show it.
+/// Appends [`to_string`] of `v` to `out` (without an intermediate string for strings and
+/// integers, the common cases of `concat` and f-strings).
+pub fn write_string(v: &Value, out: &mut String) {
+    match v {
+        Value::Str(s) => out.push_str(s),
+        Value::Int(i) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{i}");
+        }
+        other => out.push_str(&to_string(other)),
+    }
+}
+
+/// A value as `toString` and `concat` print it.
 pub fn to_string(v: &Value) -> String {
     match v {
         Value::Date { year, month, day } => format!("{year:04}-{month:02}-{day:02}"),
@@ -282,4 +294,25 @@ fn to_float(v: &Value) -> Value {
 /// Used by `print_value` users that need a debug form.
 pub fn debug(v: &Value) -> String {
     print_value(v)
+}
+
+/// `typeof`'s answer as a shared string: the dozen names are made once per thread rather than
+/// allocated on every call.
+fn type_name_value(v: &Value) -> Value {
+    const NAMES: [&str; 11] = [
+        "null", "boolean", "integer", "float", "string", "array", "tuple", "object", "date",
+        "datetime", "error",
+    ];
+    thread_local! {
+        static INTERNED: Vec<crate::value::Str> = NAMES.iter().map(|n| std::rc::Rc::from(*n)).collect();
+    }
+    let name = v.type_name();
+    INTERNED.with(|names| {
+        NAMES
+            .iter()
+            .position(|n| *n == name)
+            .and_then(|i| names.get(i))
+            .map(|s| Value::Str(s.clone()))
+            .unwrap_or_else(|| Value::str(name))
+    })
 }

@@ -15,12 +15,22 @@ type Reg<'a> = &'a mut dyn FnMut(&'static str, usize, Option<usize>, NativeFn);
 
 fn encode(bytes: &[u8], encoding: &Value) -> Result<Value, VmError> {
     Ok(Value::str(match encoding.as_str().unwrap_or("hex") {
-        "hex" => bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "hex" => hex(bytes),
         "base64" => base64::engine::general_purpose::STANDARD.encode(bytes),
         "base64url" => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
         "binary" => bytes.iter().map(|b| char::from(*b)).collect::<String>(),
         other => return Err(VmError::exception(format!("Unknown encoding: {other}"))),
     }))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
 }
 
 fn hash(name: &str, data: &[u8]) -> Vec<u8> {
@@ -34,6 +44,10 @@ fn hash(name: &str, data: &[u8]) -> Vec<u8> {
 fn hashed(alg: &'static str, a: &[Value], hex: bool) -> Result<Value, VmError> {
     match arg(a, 0) {
         Value::Null => Ok(Value::Null),
+        Value::Str(s) => {
+            let digest = hash(alg, s.as_bytes());
+            encode(&digest, if hex { &Value::Null } else { arg(a, 1) })
+        }
         v => {
             let digest = hash(alg, print_string_output(v).as_bytes());
             encode(&digest, if hex { &Value::Null } else { arg(a, 1) })

@@ -22,16 +22,18 @@ fn text(rt: &mut Runtime, out: String) -> Result<Value, VmError> {
 
 pub(super) fn register(add: Reg<'_>) {
     add("concat", 1, None, |rt, _, a| {
-        let mut out = String::new();
+        let size: usize = a.iter().map(|v| v.as_str().map_or(8, str::len)).sum();
+        let mut out = String::with_capacity(size);
         for v in a {
             if !matches!(v, Value::Null) {
-                out.push_str(&super::core::to_string(v));
+                super::core::write_string(v, &mut out);
             }
         }
         text(rt, out)
     });
     add("length", 1, Some(1), |_, _, a| {
         Ok(Value::Int(match arg(a, 0) {
+            Value::Str(x) if x.is_ascii() => x.len() as i64,
             Value::Str(x) => x.encode_utf16().count() as i64,
             Value::Array(x) | Value::Tuple(x) => x.0.borrow().len() as i64,
             Value::Dict(d) => d.0.borrow().len() as i64,
@@ -44,16 +46,8 @@ pub(super) fn register(add: Reg<'_>) {
     add("notEmpty", 1, Some(1), |_, _, a| {
         Ok(Value::Bool(!is_empty(arg(a, 0))))
     });
-    add("lower", 1, Some(1), |_, _, a| {
-        Ok(s(arg(a, 0))
-            .map(|x| Value::str(x.to_lowercase()))
-            .unwrap_or(Value::Null))
-    });
-    add("upper", 1, Some(1), |_, _, a| {
-        Ok(s(arg(a, 0))
-            .map(|x| Value::str(x.to_uppercase()))
-            .unwrap_or(Value::Null))
-    });
+    add("lower", 1, Some(1), |_, _, a| Ok(change_case(arg(a, 0), false)));
+    add("upper", 1, Some(1), |_, _, a| Ok(change_case(arg(a, 0), true)));
     add("reverse", 1, Some(1), |rt, _, a| match arg(a, 0) {
         Value::Str(x) => Ok(Value::str(x.chars().rev().collect::<String>())),
         Value::Array(x) => {
@@ -106,6 +100,9 @@ pub(super) fn register(add: Reg<'_>) {
         let Some(x) = s(arg(a, 0)) else {
             return Ok(Value::str(""));
         };
+        if x.is_ascii() {
+            return Ok(Value::str(ascii_substring(x, arg(a, 1), arg(a, 2))));
+        }
         let chars: Vec<char> = x.chars().collect();
         let start = arg(a, 1).as_f64().unwrap_or(1.0) as i64 - 1;
         let len = match arg(a, 2).as_f64() {
@@ -240,7 +237,55 @@ fn trim(a: &[Value], left: bool, right: bool) -> Result<Value, VmError> {
     if right {
         out = out.trim_end_matches(c);
     }
+    if out.len() == x.len() {
+        // Nothing trimmed: share the string instead of copying it.
+        return Ok(arg(a, 0).clone());
+    }
     Ok(Value::str(out))
+}
+
+/// `lower` / `upper`. ASCII text (most property values) takes a byte-wise path, and text that
+/// is already in the wanted case is shared rather than copied.
+fn change_case(v: &Value, upper: bool) -> Value {
+    let Value::Str(x) = v else {
+        return Value::Null;
+    };
+    if x.is_ascii() {
+        let unchanged = if upper {
+            !x.bytes().any(|b| b.is_ascii_lowercase())
+        } else {
+            !x.bytes().any(|b| b.is_ascii_uppercase())
+        };
+        if unchanged {
+            return v.clone();
+        }
+        return Value::str(if upper {
+            x.to_ascii_uppercase()
+        } else {
+            x.to_ascii_lowercase()
+        });
+    }
+    Value::str(if upper {
+        x.to_uppercase()
+    } else {
+        x.to_lowercase()
+    })
+}
+
+/// `substring` of ASCII text, where characters are bytes: the same arithmetic as the general
+/// case in `substring`, without collecting characters.
+fn ascii_substring<'a>(x: &'a str, from: &Value, len: &Value) -> &'a str {
+    let n = x.len() as i64;
+    let start = from.as_f64().unwrap_or(1.0) as i64 - 1;
+    let len = match len.as_f64() {
+        Some(l) => l as i64,
+        None => n - start,
+    };
+    if start < 0 || len < 0 || start >= n {
+        return "";
+    }
+    let end = (start + len).min(n);
+    x.get(start as usize..end as usize).unwrap_or("")
 }
 
 fn position(a: &[Value], ci: bool) -> Value {
@@ -248,14 +293,14 @@ fn position(a: &[Value], ci: bool) -> Value {
         return Value::Int(0);
     };
     let n = print_string_output(arg(a, 1));
-    let (h, n) = if ci {
-        (h.to_lowercase(), n.to_lowercase())
-    } else {
-        (h.to_string(), n)
-    };
-    Value::Int(match h.find(&n) {
+    let found = |h: &str, n: &str| match h.find(n) {
         Some(byte) => h[..byte].chars().count() as i64 + 1,
         None => 0,
+    };
+    Value::Int(if ci {
+        found(&h.to_lowercase(), &n.to_lowercase())
+    } else {
+        found(h, &n)
     })
 }
 
