@@ -120,7 +120,7 @@ pub enum Instr {
     True,
     False,
     Null,
-    Str(Rc<str>),
+    Str(crate::value::Str),
     Int(i64),
     Float(f64),
     Pop,
@@ -142,7 +142,7 @@ pub enum Instr {
     PopTry,
     /// A function body starts at the next instruction and ends before `end`.
     Callable {
-        name: Rc<str>,
+        name: crate::value::Str,
         argc: usize,
         upvalues: usize,
         end: usize,
@@ -294,7 +294,7 @@ pub fn decode_ops(elems: &[Json]) -> Result<Chunk, VmError> {
             op::NULL => Instr::Null,
             op::STRING => {
                 i += 1;
-                Instr::Str(string(i - 1)?)
+                Instr::Str(string(i - 1)?.into())
             }
             op::INTEGER => {
                 i += 1;
@@ -368,7 +368,7 @@ pub fn decode_ops(elems: &[Json]) -> Result<Chunk, VmError> {
                 let body = uint(i - 1)?;
                 jumps.push((code.len(), (i + body) as i64));
                 Instr::Callable {
-                    name,
+                    name: name.into(),
                     argc,
                     upvalues,
                     end: 0,

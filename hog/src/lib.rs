@@ -27,6 +27,7 @@ pub mod parser;
 pub mod print;
 pub mod runtime;
 pub mod stl;
+pub mod string;
 pub mod value;
 pub mod vm;
 

@@ -12,8 +12,10 @@ use indexmap::IndexMap;
 use crate::bytecode::Chunk;
 use crate::fasthash::FastState;
 
-/// A shared string.
-pub type Str = Rc<str>;
+pub use crate::string::Str;
+
+/// A time zone name (kept as a plain shared string so [`Value`] stays 32 bytes).
+pub type Zone = Rc<str>;
 
 /// The map inside a dict.
 pub type Dict = IndexMap<Key, Value, FastState>;
@@ -218,7 +220,7 @@ pub enum Value {
         /// Seconds since the epoch.
         dt: f64,
         /// IANA zone name.
-        zone: Str,
+        zone: Zone,
     },
     /// An error value.
     Error(Rc<ErrorData>),
@@ -241,7 +243,7 @@ impl Value {
 
     /// A string value.
     pub fn str(s: impl AsRef<str>) -> Value {
-        Value::Str(Rc::from(s.as_ref()))
+        Value::Str(Str::new(s.as_ref()))
     }
 
     /// A fresh array (not tracked by a heap; prefer `Heap::array` inside the VM).

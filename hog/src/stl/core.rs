@@ -11,7 +11,9 @@ type Reg<'a> = &'a mut dyn FnMut(&'static str, usize, Option<usize>, NativeFn);
 
 pub(super) fn register(add: Reg<'_>) {
     add("print", 0, None, print);
-    add("typeof", 1, Some(1), |_, _, a| Ok(type_name_value(arg(a, 0))));
+    add("typeof", 1, Some(1), |_, _, a| {
+        Ok(Value::str(arg(a, 0).type_name()))
+    });
     add("toString", 1, Some(2), |_, _, a| {
         Ok(Value::str(to_string(arg(a, 0))))
     });
@@ -294,25 +296,4 @@ fn to_float(v: &Value) -> Value {
 /// Used by `print_value` users that need a debug form.
 pub fn debug(v: &Value) -> String {
     print_value(v)
-}
-
-/// `typeof`'s answer as a shared string: the dozen names are made once per thread rather than
-/// allocated on every call.
-fn type_name_value(v: &Value) -> Value {
-    const NAMES: [&str; 11] = [
-        "null", "boolean", "integer", "float", "string", "array", "tuple", "object", "date",
-        "datetime", "error",
-    ];
-    thread_local! {
-        static INTERNED: Vec<crate::value::Str> = NAMES.iter().map(|n| std::rc::Rc::from(*n)).collect();
-    }
-    let name = v.type_name();
-    INTERNED.with(|names| {
-        NAMES
-            .iter()
-            .position(|n| *n == name)
-            .and_then(|i| names.get(i))
-            .map(|s| Value::Str(s.clone()))
-            .unwrap_or_else(|| Value::str(name))
-    })
 }

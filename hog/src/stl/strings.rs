@@ -46,8 +46,12 @@ pub(super) fn register(add: Reg<'_>) {
     add("notEmpty", 1, Some(1), |_, _, a| {
         Ok(Value::Bool(!is_empty(arg(a, 0))))
     });
-    add("lower", 1, Some(1), |_, _, a| Ok(change_case(arg(a, 0), false)));
-    add("upper", 1, Some(1), |_, _, a| Ok(change_case(arg(a, 0), true)));
+    add("lower", 1, Some(1), |_, _, a| {
+        Ok(change_case(arg(a, 0), false))
+    });
+    add("upper", 1, Some(1), |_, _, a| {
+        Ok(change_case(arg(a, 0), true))
+    });
     add("reverse", 1, Some(1), |rt, _, a| match arg(a, 0) {
         Value::Str(x) => Ok(Value::str(x.chars().rev().collect::<String>())),
         Value::Array(x) => {

@@ -11,7 +11,7 @@ use crate::convert::{json_to_value, value_to_json};
 use crate::error::VmError;
 use crate::runtime::Runtime;
 use crate::stl;
-use crate::value::{Closure, ErrorData, Value};
+use crate::value::{Closure, ErrorData, Str, Value};
 
 /// The host function `name`, if the options have one.
 pub(super) fn host_fn<'a>(opts: &'a ExecOptions, name: &str) -> Option<&'a HostFn> {
@@ -156,8 +156,8 @@ pub(super) fn to_closure(v: Value) -> Value {
 /// Builds an error value (used by the standard library too).
 pub fn new_error(kind: &str, message: &str, payload: Value) -> Value {
     Value::Error(Rc::new(ErrorData {
-        kind: Rc::from(kind),
-        message: Rc::from(message),
+        kind: Str::from(kind),
+        message: Str::from(message),
         payload: std::cell::RefCell::new(payload),
     }))
 }

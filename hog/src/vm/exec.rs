@@ -16,7 +16,9 @@ use crate::error::VmError;
 use crate::heap::slot_cost;
 use crate::runtime::Runtime;
 use crate::stl;
-use crate::value::{Callable, CallableKind, ChunkRef, Closure, Dict, Upvalue, UpvalueCell, Value};
+use crate::value::{
+    Callable, CallableKind, ChunkRef, Closure, Dict, Str, Upvalue, UpvalueCell, Value,
+};
 
 /// How often (in ops) the clock is checked.
 const TIME_CHECK_MASK: u64 = 31;
@@ -586,7 +588,7 @@ impl<'o> Vm<'o> {
                         save!();
                         let start = self.stack.len() - argc;
                         self.push_frame(Frame {
-                            chunk: ChunkRef::Stl(Rc::from(name)),
+                            chunk: ChunkRef::Stl(Str::from(name)),
                             code: stl_code,
                             ip: 0,
                             stack_start: start,

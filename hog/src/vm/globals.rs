@@ -18,7 +18,7 @@ use crate::convert::{json_to_value, special_object, MAX_JSON_DEPTH};
 use crate::error::VmError;
 use crate::heap::Heap;
 use crate::stl;
-use crate::value::{ArrayData, Callable, CallableKind, ChunkRef, Dict, DictData, Key, Value};
+use crate::value::{ArrayData, Callable, CallableKind, ChunkRef, Dict, DictData, Key, Str, Value};
 
 /// Templates converted so far in this run, by the address of their JSON node (the globals are
 /// borrowed for the whole run, so addresses are stable and unique). Few nodes are read per run,
@@ -168,7 +168,7 @@ impl Vm<'_> {
         if chain.len() == 1 {
             let callable = |kind, argc| {
                 Value::Callable(Rc::new(Callable {
-                    name: Rc::from(name),
+                    name: Str::from(name),
                     arg_count: argc,
                     upvalue_count: 0,
                     kind,
@@ -185,7 +185,7 @@ impl Vm<'_> {
             }
             if let Some((argc, code)) = stl::hog::lookup(name) {
                 let kind = CallableKind::Local {
-                    chunk: ChunkRef::Stl(Rc::from(name)),
+                    chunk: ChunkRef::Stl(Str::from(name)),
                     ip: 0,
                     code,
                 };

@@ -310,7 +310,7 @@ pub fn get_property(obj: &Value, key: &Value) -> Result<Value, VmError> {
         },
         Value::DateTime { dt, zone } => match key.as_str() {
             Some("dt") => Value::Float(*dt),
-            Some("zone") => Value::Str(zone.clone()),
+            Some("zone") => Value::str(&**zone),
             _ => Value::Null,
         },
         Value::Date { year, month, day } => match key.as_str() {

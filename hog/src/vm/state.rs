@@ -14,7 +14,9 @@ use serde_json::Value as Json;
 use super::exec::{Frame, TryFrame, Vm};
 use crate::error::VmError;
 use crate::stl;
-use crate::value::{Callable, CallableKind, ChunkRef, Closure, Dict, Upvalue, UpvalueCell, Value};
+use crate::value::{
+    Callable, CallableKind, ChunkRef, Closure, Dict, Str, Upvalue, UpvalueCell, Value,
+};
 
 const MAX_STATE_DEPTH: usize = 128;
 
@@ -273,7 +275,7 @@ impl Restore<'_, '_> {
             .ok_or_else(|| VmError::exception(format!("Unknown chunk: {name}")))?;
         let (_, code) = stl::hog::lookup(stl_name)
             .ok_or_else(|| VmError::exception(format!("Unknown chunk: {name}")))?;
-        Ok((ChunkRef::Stl(Rc::from(stl_name)), code))
+        Ok((ChunkRef::Stl(Str::from(stl_name)), code))
     }
 
     fn value(&mut self, s: &StateValue, depth: usize) -> Result<Value, VmError> {
