@@ -131,11 +131,19 @@ impl HogTransformation {
             Inputs::Templated(bc) => Some(Program::new(bc).map_err(|e| e.to_string())?),
             Inputs::Static(_) => None,
         };
+        // The globals object lives as long as the program: per event only `event` (and
+        // templated `inputs`) change, while `project` and static inputs are set once here.
+        let mut globals = Map::new();
+        globals.insert("project".into(), json!({"id": self.key.0}));
+        if let Inputs::Static(v) = &self.function.inputs {
+            globals.insert("inputs".into(), v.clone());
+        }
         let options = ExecOptions {
             limits: Limits {
                 timeout: self.runtime.watcher.config().timeout,
                 ..Limits::default()
             },
+            globals: Some(Value::Object(globals)),
             functions: self.runtime.host.functions(),
             ..ExecOptions::default()
         };
@@ -151,15 +159,23 @@ impl HogTransformation {
     }
 
     /// Runs the function; `Err` is logged and leaves the event unchanged.
-    fn run(&self, loaded: &mut Loaded, event: &mut Event) -> Result<Value, String> {
+    fn run(
+        &self,
+        loaded: &mut Loaded,
+        event: &mut Event,
+        timestamp: &str,
+    ) -> Result<Value, String> {
         // The properties move into the globals for the run and back afterwards: the VM only
         // reads its globals, so no copy of the properties is needed.
         let properties = std::mem::take(&mut event.properties);
-        let mut globals = Map::new();
-        globals.insert("event".into(), event_global_with(event, properties));
-        globals.insert("project".into(), json!({"id": event.project}));
-        let result = self.run_with(loaded, globals);
-        if let Some(Value::Object(mut g)) = loaded.options.globals.take() {
+        if let Some(Value::Object(g)) = loaded.options.globals.as_mut() {
+            g.insert(
+                "event".into(),
+                event_global_with(event, properties, timestamp.to_string()),
+            );
+        }
+        let result = self.run_with(loaded);
+        if let Some(Value::Object(g)) = loaded.options.globals.as_mut() {
             if let Some(Value::Object(mut e)) = g.remove("event") {
                 if let Some(Value::Object(p)) = e.remove("properties") {
                     event.properties = p;
@@ -169,25 +185,32 @@ impl HogTransformation {
         result
     }
 
-    /// Runs the inputs, then the program, with `globals` left in `loaded.options.globals`.
-    fn run_with(&self, loaded: &mut Loaded, globals: Map<String, Value>) -> Result<Value, String> {
-        loaded.options.globals = Some(Value::Object(globals));
+    /// Runs the inputs (when templated), then the program, with the globals in
+    /// `loaded.options.globals`.
+    fn run_with(&self, loaded: &mut Loaded) -> Result<Value, String> {
         let inputs = match (&loaded.inputs, &self.function.inputs) {
-            (Some(program), _) => match program.run(&loaded.options) {
-                Ok(r) => match r.outcome {
-                    VmOutcome::Finished(v) => v,
-                    VmOutcome::Suspended { function, .. } => {
-                        return Err(format!(
+            (Some(program), _) => {
+                // Templates do not see `inputs` (as the first event's run did not).
+                if let Some(Value::Object(g)) = loaded.options.globals.as_mut() {
+                    g.remove("inputs");
+                }
+                match program.run(&loaded.options) {
+                    Ok(r) => match r.outcome {
+                        VmOutcome::Finished(v) => Some(v),
+                        VmOutcome::Suspended { function, .. } => {
+                            return Err(format!(
                             "inputs: async function `{function}` is not allowed in a transformation"
                         ))
-                    }
-                },
-                Err(e) => return Err(format!("inputs: {}", quill_hog::format_error(&e.error))),
-            },
-            (None, Inputs::Static(v)) => v.clone(),
-            (None, Inputs::Templated(_)) => Value::Object(Map::new()),
+                        }
+                    },
+                    Err(e) => return Err(format!("inputs: {}", quill_hog::format_error(&e.error))),
+                }
+            }
+            // Static inputs were set once when the program was loaded.
+            (None, Inputs::Static(_)) => None,
+            (None, Inputs::Templated(_)) => Some(Value::Object(Map::new())),
         };
-        if let Some(Value::Object(g)) = loaded.options.globals.as_mut() {
+        if let (Some(inputs), Some(Value::Object(g))) = (inputs, loaded.options.globals.as_mut()) {
             g.insert("inputs".into(), inputs);
         }
         let result = loaded.program.run(&loaded.options);
@@ -226,6 +249,7 @@ impl Transform for HogTransformation {
         if self.runtime.watcher.state(self.key, started).is_disabled() {
             return Outcome::Keep(event);
         }
+        let timestamp = iso(event.timestamp_us);
         let result = LOADED.with(|cell| {
             let mut cache = cell.borrow_mut();
             if !cache.contains_key(&self.instance) {
@@ -235,7 +259,7 @@ impl Transform for HogTransformation {
                 cache.insert(self.instance, self.load()?);
             }
             match cache.get_mut(&self.instance) {
-                Some(loaded) => self.run(loaded, &mut event),
+                Some(loaded) => self.run(loaded, &mut event, &timestamp),
                 None => Err("internal: program cache".into()),
             }
         });
@@ -268,7 +292,7 @@ impl Transform for HogTransformation {
         match result {
             Ok(Value::Null) => Outcome::Drop,
             Ok(returned) => {
-                if let Err(message) = apply_result(&mut event, returned) {
+                if let Err(message) = apply_result(&mut event, returned, &timestamp) {
                     self.log("error", message);
                 }
                 Outcome::Keep(event)
@@ -291,11 +315,11 @@ fn iso(us: i64) -> String {
 
 /// The `event` global.
 pub fn event_global(event: &Event) -> Value {
-    event_global_with(event, event.properties.clone())
+    event_global_with(event, event.properties.clone(), iso(event.timestamp_us))
 }
 
-/// The `event` global, with the event's properties given separately.
-fn event_global_with(event: &Event, properties: Map<String, Value>) -> Value {
+/// The `event` global, with the event's properties and ISO timestamp given separately.
+fn event_global_with(event: &Event, properties: Map<String, Value>, timestamp: String) -> Value {
     let elements_chain = properties
         .get("$elements_chain")
         .and_then(Value::as_str)
@@ -311,13 +335,13 @@ fn event_global_with(event: &Event, properties: Map<String, Value>) -> Value {
         "distinct_id": event.distinct_id,
         "properties": Value::Object(properties),
         "elements_chain": elements_chain,
-        "timestamp": iso(event.timestamp_us),
+        "timestamp": timestamp,
         "url": url,
     })
 }
 
 /// Applies a returned event; `Err` names what is invalid and leaves the event unchanged.
-fn apply_result(event: &mut Event, returned: Value) -> Result<(), String> {
+fn apply_result(event: &mut Event, returned: Value, timestamp: &str) -> Result<(), String> {
     let Value::Object(mut fields) = returned else {
         return Err(format!(
             "Invalid result: a transformation returns an event or null, not {}",
@@ -340,7 +364,7 @@ fn apply_result(event: &mut Event, returned: Value) -> Result<(), String> {
     };
     let mut timestamp_us = None;
     if let Some(Value::String(ts)) = fields.get("timestamp") {
-        if *ts != iso(event.timestamp_us) {
+        if ts != timestamp {
             match chrono::DateTime::parse_from_rfc3339(ts) {
                 Ok(t) => timestamp_us = Some(t.timestamp_micros()),
                 Err(_) => {
@@ -475,6 +499,28 @@ mod tests {
                     .any(|l| l.level == "error" && l.message.contains(needle)),
                 "{hog}: {logs:?}"
             );
+        }
+    }
+
+    #[test]
+    fn inputs_are_resolved_for_each_event() {
+        let (s, _) = stage(
+            "let e := event\ne.properties.tag := inputs.tag\ne.properties.salt := inputs.salt\nreturn e",
+            json!({"inputs": {"tag": {"value": "{event.event}"}, "salt": {"value": "s"}}}),
+        );
+        let out = kept(s.apply(event()));
+        assert_eq!(out.properties["tag"], "$pageview");
+        let mut other = event();
+        other.event = "$identify".into();
+        let out = kept(s.apply(other));
+        assert_eq!(out.properties["tag"], "$identify");
+        assert_eq!(out.properties["salt"], "s");
+        let (s, _) = stage(
+            "let e := event\ne.properties.salt := inputs.salt\nreturn e",
+            json!({"inputs": {"salt": {"value": "s"}}}),
+        );
+        for _ in 0..2 {
+            assert_eq!(kept(s.apply(event())).properties["salt"], "s");
         }
     }
 
