@@ -329,15 +329,20 @@ fn event_global_with(event: &Event, properties: Map<String, Value>, timestamp: S
         .get("$current_url")
         .cloned()
         .unwrap_or(Value::Null);
-    json!({
-        "uuid": event.uuid.to_string(),
-        "event": event.event,
-        "distinct_id": event.distinct_id,
-        "properties": Value::Object(properties),
-        "elements_chain": elements_chain,
-        "timestamp": timestamp,
-        "url": url,
-    })
+    // Built field by field: `json!` would serialize the properties into a copy rather than
+    // move them.
+    let mut fields = Map::new();
+    fields.insert("uuid".into(), Value::String(event.uuid.to_string()));
+    fields.insert("event".into(), Value::String(event.event.clone()));
+    fields.insert(
+        "distinct_id".into(),
+        Value::String(event.distinct_id.clone()),
+    );
+    fields.insert("properties".into(), Value::Object(properties));
+    fields.insert("elements_chain".into(), Value::String(elements_chain));
+    fields.insert("timestamp".into(), Value::String(timestamp));
+    fields.insert("url".into(), url);
+    Value::Object(fields)
 }
 
 /// Applies a returned event; `Err` names what is invalid and leaves the event unchanged.
