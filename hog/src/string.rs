@@ -39,6 +39,21 @@ impl Str {
         }
     }
 
+    /// Length in bytes (without going through the text, for the memory estimate on every push).
+    #[inline]
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::Inline { len, .. } => usize::from(*len),
+            Repr::Shared(s) => s.len(),
+        }
+    }
+
+    /// Whether the string is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// A string with this text.
     #[inline]
     pub fn new(s: &str) -> Str {

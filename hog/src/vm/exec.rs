@@ -13,7 +13,6 @@ use super::{ExecError, ExecOptions, ExecResult, Outcome};
 use crate::bytecode::{decode_program, Chunk, Instr};
 use crate::convert::{json_to_value, value_to_json};
 use crate::error::VmError;
-use crate::heap::slot_cost;
 use crate::runtime::Runtime;
 use crate::stl;
 use crate::value::{
@@ -162,90 +161,6 @@ impl<'o> Vm<'o> {
                 stdout: std::mem::take(&mut self.rt.stdout),
             }),
         }
-    }
-
-    pub fn elapsed(&self) -> Duration {
-        self.prior + self.start.elapsed()
-    }
-
-    fn check_time(&self) -> Result<(), VmError> {
-        if self.elapsed() > self.opts.limits.timeout {
-            return Err(VmError::Timeout {
-                seconds: self.opts.limits.timeout.as_secs_f64(),
-                ops: self.ops,
-            });
-        }
-        Ok(())
-    }
-
-    fn pop(&mut self) -> Result<Value, VmError> {
-        self.stack.pop().ok_or_else(|| {
-            VmError::exception("Invalid HogQL bytecode, stack is empty, can not pop")
-        })
-    }
-
-    fn pop_n(&mut self, n: usize) -> Result<Vec<Value>, VmError> {
-        let at = self.split_point(n)?;
-        Ok(self.stack.split_off(at))
-    }
-
-    /// Where the top `n` values start, with upvalues pointing into them closed: the caller
-    /// takes those values off the stack.
-    fn split_point(&mut self, n: usize) -> Result<usize, VmError> {
-        if n > self.stack.len() {
-            return Err(VmError::exception("Stack underflow"));
-        }
-        let at = self.stack.len() - n;
-        self.close_upvalues(at);
-        Ok(at)
-    }
-
-    #[inline]
-    fn push(&mut self, v: Value) -> Result<(), VmError> {
-        let cost = slot_cost(&v);
-        self.stack.push(v);
-        self.rt.heap.charge(cost, &self.stack)
-    }
-
-    pub(super) fn charge(&mut self, bytes: usize) -> Result<(), VmError> {
-        self.rt.heap.charge(bytes, &self.stack)
-    }
-
-    fn close_upvalues(&mut self, from: usize) {
-        while let Some((loc, _)) = self.open_ups.last() {
-            if *loc < from {
-                break;
-            }
-            if let Some((loc, cell)) = self.open_ups.pop() {
-                let v = self.stack.get(loc).cloned().unwrap_or(Value::Null);
-                *cell.0.borrow_mut() = Upvalue::Closed(v);
-            }
-        }
-    }
-
-    fn capture_upvalue(&mut self, loc: usize) -> Result<Rc<UpvalueCell>, VmError> {
-        if loc > self.stack.len() {
-            return Err(VmError::exception(format!(
-                "Invalid upvalue location: {loc}"
-            )));
-        }
-        match self.open_ups.binary_search_by_key(&loc, |(l, _)| *l) {
-            Ok(i) => Ok(self.open_ups[i].1.clone()),
-            Err(i) => {
-                let cell = self.rt.heap.upvalue(Upvalue::Open(loc));
-                self.open_ups.insert(i, (loc, cell.clone()));
-                Ok(cell)
-            }
-        }
-    }
-
-    fn upvalue_cell(&self, i: usize) -> Result<Rc<UpvalueCell>, VmError> {
-        self.frames
-            .last()
-            .and_then(|f| f.closure.as_ref())
-            .and_then(|c| c.upvalues.get(i))
-            .cloned()
-            .ok_or_else(|| VmError::exception(format!("Invalid upvalue index: {i}")))
     }
 
     fn run_loop(&mut self) -> Result<Step, VmError> {

@@ -9,6 +9,7 @@ mod calls;
 mod exec;
 mod globals;
 pub mod ops;
+mod stack;
 mod state;
 
 use std::collections::{HashMap, HashSet};
