@@ -4,7 +4,7 @@
 //! impls unwind nested values with an explicit worklist, so dropping a deeply nested value can
 //! not overflow the Rust stack.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use indexmap::IndexMap;
@@ -406,19 +406,37 @@ fn drop_iteratively(work: Vec<Value>) {
     }
 }
 
+/// Containers nested up to this depth drop recursively, in place (the common case: no
+/// worklist to allocate); deeper ones go through [`drop_iteratively`], so even a very deep
+/// value can't overflow the Rust stack.
+const RECURSIVE_DROP_DEPTH: u32 = 32;
+
+thread_local! {
+    static DROP_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+fn drop_children<T>(children: T, into_vec: fn(T) -> Vec<Value>) {
+    let depth = DROP_DEPTH.with(Cell::get);
+    if depth < RECURSIVE_DROP_DEPTH {
+        DROP_DEPTH.with(|d| d.set(depth + 1));
+        drop(children);
+        DROP_DEPTH.with(|d| d.set(depth));
+    } else {
+        drop_iteratively(into_vec(children));
+    }
+}
+
 impl Drop for ArrayData {
     fn drop(&mut self) {
-        drop_iteratively(std::mem::take(self.0.get_mut()));
+        drop_children(std::mem::take(self.0.get_mut()), |v| v);
     }
 }
 
 impl Drop for DictData {
     fn drop(&mut self) {
-        let map = std::mem::take(self.0.get_mut());
-        // Most dicts hold only primitives: drop those in place, without a worklist.
-        if map.values().any(Value::is_container) {
-            drop_iteratively(map.into_values().collect());
-        }
+        drop_children(std::mem::take(self.0.get_mut()), |map| {
+            map.into_values().collect()
+        });
     }
 }
 

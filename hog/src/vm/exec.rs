@@ -19,8 +19,9 @@ use crate::value::{
     Callable, CallableKind, ChunkRef, Closure, Dict, Str, Upvalue, UpvalueCell, Value,
 };
 
-/// How often (in ops) the clock is checked.
-const TIME_CHECK_MASK: u64 = 31;
+/// How often (in ops) the clock is checked: every 256 ops keeps reading the clock (~25 ns) under
+/// 1% of a run while a timeout is still noticed within microseconds of cheap ops.
+const TIME_CHECK_MASK: u64 = 255;
 
 pub(super) struct Frame {
     pub chunk: ChunkRef,
