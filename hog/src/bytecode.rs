@@ -209,10 +209,9 @@ pub fn decode_ops(elems: &[Json]) -> Result<Chunk, VmError> {
         v.as_i64()
             .ok_or_else(|| bad(format!("expected an integer operand, got {v}")))
     };
-    let string = |i: usize| -> Result<Rc<str>, VmError> {
+    let string = |i: usize| -> Result<&str, VmError> {
         let v = operand(i)?;
         v.as_str()
-            .map(Rc::from)
             .ok_or_else(|| bad(format!("expected a string operand, got {v}")))
     };
     while i < n {
@@ -231,8 +230,8 @@ pub fn decode_ops(elems: &[Json]) -> Result<Chunk, VmError> {
             op::CALL_GLOBAL => {
                 i += 2;
                 let name = string(i - 2)?;
-                let spec = crate::stl::spec(&name);
-                Instr::CallGlobal(name, uint(i - 1)?, spec)
+                let spec = crate::stl::spec(name);
+                Instr::CallGlobal(Rc::from(name), uint(i - 1)?, spec)
             }
             op::AND => {
                 i += 1;
