@@ -289,7 +289,7 @@ fn answer(
         meta: &meta,
         extra: config,
     };
-    serde_json::to_vec(&body).map_err(|e| {
+    body.to_vec().map_err(|e| {
         FlagsError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",

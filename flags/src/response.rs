@@ -78,6 +78,20 @@ pub struct ResponseBody<'a> {
     pub extra: Option<&'a Map<String, Value>>,
 }
 
+impl ResponseBody<'_> {
+    /// The body as JSON bytes; the v2 shape from pre-serialized pieces ([`crate::wire`]).
+    pub fn to_vec(&self) -> serde_json::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(256 + 256 * self.evaluations.len());
+        match self.shape {
+            ResponseShape::V2 => {
+                crate::wire::write_v2(&mut out, self.evaluations, self.meta, self.extra)?
+            }
+            _ => serde_json::to_writer(&mut out, self)?,
+        }
+        Ok(out)
+    }
+}
+
 impl Serialize for ResponseBody<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let evaluations = self.evaluations;
@@ -325,6 +339,25 @@ mod tests {
         assert_eq!(body["flags"]["off"]["metadata"]["payload"], Value::Null);
         assert_eq!(body["flags"]["mv"]["variant"], "blue");
         assert_eq!(body["requestId"], "req");
+    }
+
+    #[test]
+    fn the_written_v2_body_equals_the_serialized_one() {
+        let set = sample();
+        let evals = evaluations_of(&set);
+        let mut extra = Map::new();
+        extra.insert("sessionRecording".into(), json!(false));
+        extra.insert("config".into(), json!({"a": "\"quoted\""}));
+        let body = ResponseBody {
+            shape: ResponseShape::V2,
+            evaluations: &evals,
+            meta: &META,
+            extra: Some(&extra),
+        };
+        let written: Value = serde_json::from_slice(&body.to_vec().unwrap()).unwrap();
+        assert_eq!(written, serde_json::to_value(body).unwrap());
+        assert_eq!(written["flags"]["mv"]["metadata"]["payload"], 7);
+        assert_eq!(written["config"]["a"], "\"quoted\"");
     }
 
     #[test]
