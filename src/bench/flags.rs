@@ -53,11 +53,29 @@ pub async fn run(args: FlagsBenchArgs) -> anyhow::Result<()> {
     seed(&client, &base, args.persons).await?;
 
     let url = format!("{base}/flags?v=2");
-    warm_up(&client, &url, &args).await?;
     let me = std::process::id();
-    let cpu_before = cpu_seconds(server.pid()).unwrap_or(0.0);
-    let my_cpu_before = cpu_seconds(me).unwrap_or(0.0);
-    let load = offer(&client, &url, &args, args.seconds).await?;
+    // The load runs on one thread of its own: on two cores shared with the server, a
+    // multi-threaded client adds cross-thread wake-ups that show up as server latency.
+    let (load, cpu_before, my_cpu_before) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async {
+                    let client = reqwest::Client::builder()
+                        .pool_max_idle_per_host(args.connections)
+                        .build()?;
+                    warm_up(&client, &url, &args).await?;
+                    let server_cpu = cpu_seconds(server.pid()).unwrap_or(0.0);
+                    let my_cpu = cpu_seconds(me).unwrap_or(0.0);
+                    let load = offer(&client, &url, &args, args.seconds).await?;
+                    anyhow::Ok((load, server_cpu, my_cpu))
+                })
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the load thread panicked"))?
+    })?;
     let cpu = cpu_seconds(server.pid()).unwrap_or(0.0) - cpu_before;
     let my_cpu = cpu_seconds(me).unwrap_or(0.0) - my_cpu_before;
     let (mut latencies, mut from_due): (Vec<f64>, Vec<f64>) = load.latencies_ms.into_iter().unzip();
