@@ -98,6 +98,8 @@ pub enum BenchCommand {
     Log(crate::bench::log::LogBenchArgs),
     /// Freshness of ten maintained insights while events stream in at a steady rate.
     Insights(crate::bench::insights::InsightsBenchArgs),
+    /// /flags?v=2 at a fixed request rate (open loop), with 50 flags and real person lookups.
+    Flags(crate::bench::flags::FlagsBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use quill_flags::request::FlagsRequest;
-use quill_flags::response::{self, ResponseMeta, ResponseShape};
+use quill_flags::response::{ResponseBody, ResponseMeta, ResponseShape};
 use quill_flags::RequestError;
 use quill_pipeline::definitions;
 use quill_pipeline::event::ProjectId;
@@ -121,13 +121,26 @@ async fn handle(
     let mut response = match method {
         Method::OPTIONS => StatusCode::OK.into_response(),
         Method::GET | Method::POST => {
-            // Reads go to redb and may write overrides: off the async workers.
-            let work = tokio::task::spawn_blocking(move || {
-                answer(&state, &params, &headers, &body, endpoint)
-            })
-            .await;
+            // Answering reads redb's cached pages, which is quicker than a hop to the blocking
+            // pool. Only a request that may record continuity overrides (a durable write) is
+            // sent there; one whose body we cannot read cheaply goes too.
+            let work = if may_write(&params, &headers, &body) {
+                tokio::task::spawn_blocking(move || {
+                    answer(&state, &params, &headers, &body, endpoint)
+                })
+                .await
+            } else {
+                Ok(answer(&state, &params, &headers, &body, endpoint))
+            };
             match work {
-                Ok(Ok(body)) => Json(body).into_response(),
+                Ok(Ok(body)) => (
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    body,
+                )
+                    .into_response(),
                 Ok(Err(error)) => {
                     tracing::debug!(status = error.status.as_u16(), detail = %error.detail, "flags request refused");
                     error.into_response()
@@ -149,13 +162,22 @@ async fn handle(
     response
 }
 
+/// Whether a request may carry `$anon_distinct_id`, and so write hash-key overrides.
+fn may_write(params: &HashMap<String, String>, headers: &HeaderMap, body: &[u8]) -> bool {
+    const MARK: &[u8] = b"anon_distinct_id";
+    let opaque = headers.contains_key(header::CONTENT_ENCODING)
+        || params.contains_key("compression")
+        || params.contains_key("data");
+    opaque || body.windows(MARK.len()).any(|w| w == MARK)
+}
+
 fn answer(
     state: &AppState,
     params: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &[u8],
     endpoint: Endpoint,
-) -> Result<Value, FlagsError> {
+) -> Result<Vec<u8>, FlagsError> {
     let bad = |detail: String| FlagsError::new(StatusCode::BAD_REQUEST, "invalid_payload", detail);
     let compression = match params.get("compression") {
         Some(v) => Compression::parse(v).map_err(|e| bad(e.to_string()))?,
@@ -256,17 +278,24 @@ fn answer(
         evaluated_at_ms: chrono::Utc::now().timestamp_millis(),
         errors_while_computing_flags: errors,
     };
-    let mut out = response::build(shape, &evaluations, &meta);
     let wants_config = matches!(endpoint, Endpoint::Decide)
         || params
             .get("config")
             .is_some_and(|v| v == "true" || v == "1");
-    if let (true, Value::Object(fields)) = (wants_config, &mut out) {
-        for (k, v) in remote_config() {
-            fields.entry(k).or_insert(v);
-        }
-    }
-    Ok(out)
+    let config = wants_config.then(remote_config);
+    let body = ResponseBody {
+        shape,
+        evaluations: &evaluations,
+        meta: &meta,
+        extra: config,
+    };
+    body.to_vec().map_err(|e| {
+        FlagsError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            format!("could not write the response: {e}"),
+        )
+    })
 }
 
 /// Stored hash-key overrides of the person (or, before the person exists, of the distinct
@@ -301,26 +330,29 @@ fn continuity_overrides(
     Ok(existing)
 }
 
-/// The remote-config keys browsers read next to the flags: everything off.
-fn remote_config() -> Map<String, Value> {
-    let value = json!({
-        "config": {"enable_collect_everything": true},
-        "supportedCompression": ["gzip", "gzip-js"],
-        "sessionRecording": false,
-        "toolbarParams": {},
-        "isAuthenticated": false,
-        "siteApps": [],
-        "capturePerformance": false,
-        "autocapture_opt_out": false,
-        "autocaptureExceptions": false,
-        "heatmaps": false,
-        "surveys": false,
-        "defaultIdentifiedOnly": true,
-    });
-    match value {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+/// The remote-config keys browsers read next to the flags: everything off. Built once.
+fn remote_config() -> &'static Map<String, Value> {
+    static CONFIG: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let value = json!({
+            "config": {"enable_collect_everything": true},
+            "supportedCompression": ["gzip", "gzip-js"],
+            "sessionRecording": false,
+            "toolbarParams": {},
+            "isAuthenticated": false,
+            "siteApps": [],
+            "capturePerformance": false,
+            "autocapture_opt_out": false,
+            "autocaptureExceptions": false,
+            "heatmaps": false,
+            "surveys": false,
+            "defaultIdentifiedOnly": true,
+        });
+        match value {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    })
 }
 
 /// `GET /api/feature_flag/local_evaluation?token=...&send_cohorts` and `GET

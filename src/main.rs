@@ -51,6 +51,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Command::Bench {
             command: BenchCommand::Insights(args),
         } => runtime()?.block_on(bench::insights::run(args)),
+        Command::Bench {
+            command: BenchCommand::Flags(args),
+        } => runtime()?.block_on(bench::flags::run(args)),
         Command::Hog { command } => hog::run(&command),
     }
 }

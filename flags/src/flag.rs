@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::definition::{Condition, FlagDefinition};
 use crate::error::ValidationError;
 use crate::filter::{compile_filter, CompiledFilter, Strictness};
+use crate::wire::WireParts;
 
 /// A validated, precompiled flag.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct Flag {
     pub(crate) early_exit: bool,
     pub(crate) aggregation: Option<i32>,
     pub(crate) bucket_by_device: bool,
+    /// The constant parts of the flag's `/flags?v=2` details, escaped once.
+    pub(crate) wire: WireParts,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +192,7 @@ pub fn validate(
         super_condition,
         variants,
         holdout,
+        wire: WireParts::of(&definition),
         definition,
     })
 }

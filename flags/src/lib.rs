@@ -47,6 +47,7 @@ pub mod response;
 pub mod semver;
 pub mod set;
 pub mod value;
+pub mod wire;
 
 pub use context::{CohortMembership, EvalContext, Properties};
 pub use definition::{

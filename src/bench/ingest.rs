@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use clap::Args;
 use serde_json::json;
 
 use super::events::{event, Rng};
+use super::server::{ChildServer, TOKEN};
 use super::{peak_rss_kb, percentile};
 
 #[derive(Debug, Args)]
@@ -28,46 +29,16 @@ pub struct IngestBenchArgs {
     persons: u64,
 }
 
-const TOKEN: &str = "phc_bench_token";
-
 pub async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("quill-bench-ingest-{}", std::process::id()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let exe = std::env::current_exe()?;
-    let mut child = std::process::Command::new(exe)
-        .args([
-            "serve",
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .env("QUILL_PROJECT_TOKEN", TOKEN)
-        .env("QUILL_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .context("starting quill serve")?;
-    let result = drive(&args, port, child.id(), &dir).await;
-    let _ = std::process::Command::new("kill")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let server = ChildServer::start("ingest", &[])?;
+    drive(&args, &server).await
 }
 
-async fn drive(
-    args: &IngestBenchArgs,
-    port: u16,
-    pid: u32,
-    dir: &std::path::Path,
-) -> anyhow::Result<()> {
+async fn drive(args: &IngestBenchArgs, server: &ChildServer) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    let base = format!("http://127.0.0.1:{port}");
+    let base = server.base();
     wait_ready(&client, &base).await?;
 
     let requests = args.events.div_ceil(args.batch);
@@ -121,12 +92,12 @@ async fn drive(
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
     let events = requests * args.batch;
-    let disk: u64 = std::fs::read_dir(dir.join("log"))?
+    let disk: u64 = std::fs::read_dir(server.dir().join("log"))?
         .filter_map(|e| e.ok()?.metadata().ok())
         .map(|m| m.len())
         .sum();
     let catch_up = wait_materialized(&client, &base).await;
-    let rss_kb = peak_rss_kb(pid).unwrap_or(0);
+    let rss_kb = peak_rss_kb(server.pid()).unwrap_or(0);
     println!(
         "ingest over HTTP: {events} events in {requests} requests of {} ({} clients)",
         args.batch, args.concurrency

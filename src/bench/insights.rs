@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 
 use super::events::{event, Rng};
 use super::ingest::{wait_materialized, wait_ready};
+use super::server::{ChildServer, KEY, TOKEN};
 use super::{current_rss_kb, peak_rss_kb, percentile};
 
 #[derive(Debug, Args)]
@@ -45,10 +46,8 @@ pub struct InsightsBenchArgs {
     dump: Option<std::path::PathBuf>,
 }
 
-const TOKEN: &str = "phc_bench_token";
 /// When each published result arrived, and the log offset it covered.
 type Timeline = Vec<(Instant, u64)>;
-const KEY: &str = "phx_bench_key";
 const DAY_MS: i64 = 86_400_000;
 
 /// The ten insights: the mix a product dashboard has.
@@ -118,28 +117,9 @@ pub fn queries() -> Vec<(&'static str, Value)> {
 }
 
 pub async fn run(args: InsightsBenchArgs) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("quill-bench-insights-{}", std::process::id()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--workers"])
-        .arg(args.workers.to_string())
-        .arg("--data-dir")
-        .arg(&dir)
-        .env("QUILL_PROJECT_TOKEN", TOKEN)
-        .env("QUILL_PERSONAL_API_KEY", KEY)
-        .env("QUILL_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .context("starting quill serve")?;
-    let result = drive(&args, port, child.id()).await;
-    let _ = std::process::Command::new("kill")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let workers = args.workers.to_string();
+    let server = ChildServer::start("insights", &["--workers", &workers])?;
+    drive(&args, &server).await
 }
 
 fn batch_body(rng: &mut Rng, persons: u64, n: usize, ts: impl Fn(&mut Rng) -> i64) -> Vec<Value> {
@@ -151,11 +131,12 @@ fn batch_body(rng: &mut Rng, persons: u64, n: usize, ts: impl Fn(&mut Rng) -> i6
         .collect()
 }
 
-async fn drive(args: &InsightsBenchArgs, port: u16, pid: u32) -> anyhow::Result<()> {
+async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result<()> {
+    let pid = server.pid();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
-    let base = format!("http://127.0.0.1:{port}");
+    let base = server.base();
     wait_ready(&client, &base).await?;
     let auth = format!("Bearer {KEY}");
 

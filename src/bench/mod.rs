@@ -2,9 +2,11 @@
 //! command that produced them.
 
 pub mod events;
+pub mod flags;
 pub mod ingest;
 pub mod insights;
 pub mod log;
+pub mod server;
 
 /// p-th percentile (0–100) of sorted samples.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
