@@ -232,6 +232,15 @@ impl<'de> Deserialize<'de> for PropertyGroupEntry {
 }
 
 impl FlagDefinition {
+    /// What `/flags?v=2` shows as `metadata.description`: the description, else the name,
+    /// else nothing.
+    pub fn shown_description(&self) -> Option<&str> {
+        self.description
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .or(Some(self.name.as_str()).filter(|n| !n.is_empty()))
+    }
+
     /// Parses a definition from JSON, naming the offending field on error.
     ///
     /// # Examples

@@ -202,11 +202,6 @@ struct Metadata<'a> {
 impl<'a> FlagDetails<'a> {
     fn of(e: &FlagEvaluation<'a>) -> FlagDetails<'a> {
         let def = e.flag.definition();
-        let description = def
-            .description
-            .as_deref()
-            .filter(|d| !d.is_empty())
-            .or(Some(def.name.as_str()).filter(|n| !n.is_empty()));
         FlagDetails {
             key: e.key(),
             enabled: e.enabled,
@@ -219,7 +214,7 @@ impl<'a> FlagDetails<'a> {
             metadata: Metadata {
                 id: def.id,
                 version: def.version.unwrap_or(1),
-                description,
+                description: def.shown_description(),
                 payload: e.payload(),
             },
         }

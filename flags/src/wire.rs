@@ -26,18 +26,13 @@ pub(crate) struct WireParts {
 
 impl WireParts {
     pub(crate) fn of(def: &FlagDefinition) -> WireParts {
-        let description = def
-            .description
-            .as_deref()
-            .filter(|d| !d.is_empty())
-            .or(Some(def.name.as_str()).filter(|n| !n.is_empty()));
         WireParts {
             key: json_text(&def.key),
             metadata_head: format!(
                 r#""metadata":{{"id":{},"version":{},"description":{},"payload":"#,
                 def.id,
                 def.version.unwrap_or(1),
-                json_text(&description),
+                json_text(&def.shown_description()),
             ),
             payloads: def
                 .filters

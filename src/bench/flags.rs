@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::events::Rng;
 use super::ingest::{wait_materialized, wait_ready};
 use super::server::{cpu_seconds, ChildServer, KEY, TOKEN};
-use super::{peak_rss_kb, percentile};
+use super::{p50_p99_max, peak_rss_kb, percentile};
 
 #[derive(Debug, Args)]
 pub struct FlagsBenchArgs {
@@ -99,12 +99,7 @@ pub async fn run(args: FlagsBenchArgs) -> anyhow::Result<()> {
         percentile(&latencies, 99.9),
         latencies.last().copied().unwrap_or(0.0)
     );
-    println!(
-        "  from due: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        percentile(&from_due, 50.0),
-        percentile(&from_due, 99.0),
-        from_due.last().copied().unwrap_or(0.0)
-    );
+    println!("  from due: {}", p50_p99_max(&from_due, 2));
     println!(
         "  server:   {:.0} µs CPU per request, {:.1} MiB peak RSS; the load generator used {:.0} µs CPU per request",
         cpu * 1e6 / done.max(1) as f64,

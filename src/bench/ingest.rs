@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::events::{event, Rng};
 use super::server::{ChildServer, TOKEN};
-use super::{peak_rss_kb, percentile};
+use super::{p50_p99_max, peak_rss_kb};
 
 #[derive(Debug, Args)]
 pub struct IngestBenchArgs {
@@ -107,12 +107,7 @@ async fn drive(args: &IngestBenchArgs, server: &ChildServer) -> anyhow::Result<(
         events as f64 / elapsed,
         body_bytes as f64 / elapsed / 1e6
     );
-    println!(
-        "  latency:      p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 99.0),
-        latencies.last().copied().unwrap_or(0.0)
-    );
+    println!("  latency:      {}", p50_p99_max(&latencies, 2));
     println!(
         "  request size: {:.0} bytes/event of JSON",
         body_bytes as f64 / events as f64

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use super::events::{event, Rng};
 use super::ingest::{wait_materialized, wait_ready};
 use super::server::{ChildServer, KEY, TOKEN};
-use super::{current_rss_kb, peak_rss_kb, percentile};
+use super::{current_rss_kb, p50_p99_max, peak_rss_kb, percentile};
 
 #[derive(Debug, Args)]
 pub struct InsightsBenchArgs {
@@ -317,10 +317,8 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
         ids.len()
     );
     println!(
-        "  freshness (ack -> insight's new result): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} (request, insight) pairs",
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 99.0),
-        latencies.last().copied().unwrap_or(0.0),
+        "  freshness (ack -> insight's new result): {} over {} (request, insight) pairs",
+        p50_p99_max(&latencies, 0),
         latencies.len()
     );
     println!(

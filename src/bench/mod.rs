@@ -17,6 +17,19 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// `p50 …, p99 …, max …` of sorted millisecond samples, with `decimals` places.
+pub fn p50_p99_max(sorted_ms: &[f64], decimals: usize) -> String {
+    format!(
+        "p50 {:.*} ms, p99 {:.*} ms, max {:.*} ms",
+        decimals,
+        percentile(sorted_ms, 50.0),
+        decimals,
+        percentile(sorted_ms, 99.0),
+        decimals,
+        sorted_ms.last().copied().unwrap_or(0.0)
+    )
+}
+
 /// Peak resident memory of a process, in KiB.
 pub fn peak_rss_kb(pid: u32) -> Option<u64> {
     proc_status_kb(pid, "VmHWM:")
