@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use quill_hog::patch::JsonPatch;
 use quill_hog::{ExecOptions, Limits, Outcome as VmOutcome, Program};
 use quill_pipeline::event::Event;
 use quill_pipeline::transform::{Outcome, Transform};
@@ -26,6 +27,7 @@ use crate::function::CompiledFunction;
 use crate::host::Host;
 use crate::inputs::Inputs;
 use crate::logs::{FunctionKey, FunctionLogs};
+use crate::returned::apply_patch;
 use crate::watcher::{State, Watcher, WatcherConfig};
 
 /// Most `print` lines kept in the logs per run.
@@ -158,13 +160,15 @@ impl HogTransformation {
         self.runtime.logs.push(self.key, level, message);
     }
 
-    /// Runs the function; `Err` is logged and leaves the event unchanged.
+    /// Runs the function; `Err` is logged and leaves the event unchanged. The result is the
+    /// returned value as a patch against the `event` global, with that global (whose properties
+    /// are back in `event`).
     fn run(
         &self,
         loaded: &mut Loaded,
         event: &mut Event,
         timestamp: &str,
-    ) -> Result<Value, String> {
+    ) -> Result<(JsonPatch, Map<String, Value>), String> {
         // The properties move into the globals for the run and back afterwards: the VM only
         // reads its globals, so no copy of the properties is needed.
         let properties = std::mem::take(&mut event.properties);
@@ -175,19 +179,22 @@ impl HogTransformation {
             );
         }
         let result = self.run_with(loaded);
+        let mut global = Map::new();
         if let Some(Value::Object(g)) = loaded.options.globals.as_mut() {
             if let Some(Value::Object(mut e)) = g.remove("event") {
                 if let Some(Value::Object(p)) = e.remove("properties") {
                     event.properties = p;
                 }
+                global = e;
             }
         }
-        result
+        result.map(|patch| (patch, global))
     }
 
     /// Runs the inputs (when templated), then the program, with the globals in
-    /// `loaded.options.globals`.
-    fn run_with(&self, loaded: &mut Loaded) -> Result<Value, String> {
+    /// `loaded.options.globals`; the program's result comes back as a patch against the `event`
+    /// global.
+    fn run_with(&self, loaded: &mut Loaded) -> Result<JsonPatch, String> {
         let inputs = match (&loaded.inputs, &self.function.inputs) {
             (Some(program), _) => {
                 // Templates do not see `inputs` (as the first event's run did not).
@@ -213,7 +220,15 @@ impl HogTransformation {
         if let (Some(inputs), Some(Value::Object(g))) = (inputs, loaded.options.globals.as_mut()) {
             g.insert("inputs".into(), inputs);
         }
-        let result = loaded.program.run(&loaded.options);
+        let original = loaded
+            .options
+            .globals
+            .as_ref()
+            .and_then(|g| g.get("event"))
+            .unwrap_or(&Value::Null);
+        let result = loaded
+            .program
+            .run_with(&loaded.options, |v| quill_hog::patch::diff(v, original));
         match result {
             Ok(r) => {
                 for line in r.stdout.into_iter().take(MAX_PRINTS) {
@@ -290,9 +305,9 @@ impl Transform for HogTransformation {
             );
         }
         match result {
-            Ok(Value::Null) => Outcome::Drop,
-            Ok(returned) => {
-                if let Err(message) = apply_result(&mut event, returned, &timestamp) {
+            Ok((JsonPatch::Replace(Value::Null), _)) => Outcome::Drop,
+            Ok((patch, global)) => {
+                if let Err(message) = apply_patch(&mut event, patch, global, &timestamp) {
                     self.log("error", message);
                 }
                 Outcome::Keep(event)
@@ -343,65 +358,6 @@ fn event_global_with(event: &Event, properties: Map<String, Value>, timestamp: S
     fields.insert("timestamp".into(), Value::String(timestamp));
     fields.insert("url".into(), url);
     Value::Object(fields)
-}
-
-/// Applies a returned event; `Err` names what is invalid and leaves the event unchanged.
-fn apply_result(event: &mut Event, returned: Value, timestamp: &str) -> Result<(), String> {
-    let Value::Object(mut fields) = returned else {
-        return Err(format!(
-            "Invalid result: a transformation returns an event or null, not {}",
-            kind(&returned)
-        ));
-    };
-    let Some(Value::Object(properties)) = fields.remove("properties") else {
-        return Err("Invalid result: the returned event has no `properties` object".into());
-    };
-    let name = match fields.get("event") {
-        None => None,
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(_) => return Err("Invalid result: `event` must be a non-empty string".into()),
-    };
-    let distinct_id = match fields.get("distinct_id") {
-        None => None,
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.chars().take(200).collect()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(_) => return Err("Invalid result: `distinct_id` must be a non-empty string".into()),
-    };
-    let mut timestamp_us = None;
-    if let Some(Value::String(ts)) = fields.get("timestamp") {
-        if ts != timestamp {
-            match chrono::DateTime::parse_from_rfc3339(ts) {
-                Ok(t) => timestamp_us = Some(t.timestamp_micros()),
-                Err(_) => {
-                    return Err(format!(
-                        "Invalid result: `timestamp` `{ts}` is not an ISO 8601 time"
-                    ))
-                }
-            }
-        }
-    }
-    if let Some(name) = name {
-        event.event = name;
-    }
-    if let Some(id) = distinct_id {
-        event.distinct_id = id;
-    }
-    if let Some(us) = timestamp_us {
-        event.timestamp_us = us;
-    }
-    event.properties = properties;
-    Ok(())
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

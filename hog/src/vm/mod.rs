@@ -80,11 +80,12 @@ impl std::fmt::Debug for ExecOptions {
     }
 }
 
-/// How a run ended (when it did not fail).
+/// How a run ended (when it did not fail). `T` is the return value as the run hands it back: JSON,
+/// or whatever [`Program::run_with`]'s `finish` made of it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Outcome<T = Json> {
     /// The program finished with this return value.
-    Finished(Json),
+    Finished(T),
     /// The program called an async function and waits for its result.
     Suspended {
         /// The function's name.
@@ -98,11 +99,11 @@ pub enum Outcome {
 
 /// The result of a run: what was printed, and how it ended.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExecResult {
+pub struct ExecResult<T = Json> {
     /// Lines printed with `print`, in order.
     pub stdout: Vec<String>,
     /// How the run ended.
-    pub outcome: Outcome,
+    pub outcome: Outcome<T>,
     /// Operations executed so far (across resumes).
     pub ops: u64,
     /// The largest memory estimate measured, in bytes.
@@ -145,12 +146,26 @@ impl Program {
 
     /// Runs the program.
     pub fn run(&self, options: &ExecOptions) -> Result<ExecResult, ExecError> {
+        self.run_with(options, crate::convert::value_to_json)
+    }
+
+    /// Runs the program and hands its return value to `finish` instead of converting it to JSON.
+    ///
+    /// `finish` runs before the run's containers are emptied (which breaks reference cycles), so
+    /// it sees the value whole, and it may borrow the globals. A host that gets the event back
+    /// can compare it with the JSON it came from ([`crate::patch::diff`]) rather than convert all
+    /// of it.
+    pub fn run_with<T>(
+        &self,
+        options: &ExecOptions,
+        finish: impl FnOnce(&crate::value::Value) -> T,
+    ) -> Result<ExecResult<T>, ExecError> {
         exec::Vm::start_decoded(
             exec::Source::Shared(self.json.clone()),
             self.root.clone(),
             options,
         )
-        .execute()
+        .execute_with(finish)
     }
 }
 
