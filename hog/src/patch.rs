@@ -107,9 +107,20 @@ fn diff_in(v: &Value, j: &Json, marked: &mut Vec<usize>) -> JsonPatch {
             marked.push(id);
             let mut set = Vec::new();
             let mut found = 0;
+            // A dict converted from `m` has its keys in `m`'s order, so walking both together
+            // finds most keys without a search.
+            let mut next = m.iter().peekable();
             for (k, x) in dict.iter() {
                 let Key::Str(k) = k else { continue };
-                match m.get(&**k) {
+                let same = match next.peek() {
+                    Some((key, y)) if key.as_str() == k.as_str() => {
+                        let y = *y;
+                        next.next();
+                        Some(y)
+                    }
+                    _ => m.get(&**k),
+                };
+                match same {
                     Some(y) => {
                         found += 1;
                         let p = diff_in(x, y, marked);

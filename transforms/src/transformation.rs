@@ -97,6 +97,14 @@ pub struct HogTransformation {
 
 static INSTANCES: AtomicU64 = AtomicU64::new(1);
 
+/// What a run did with the event.
+enum Ran {
+    /// The function returned `null`.
+    Dropped,
+    /// The function returned something else, applied (or not, with the reason).
+    Applied(Result<(), String>),
+}
+
 struct Loaded {
     program: Program,
     inputs: Option<Program>,
@@ -160,35 +168,30 @@ impl HogTransformation {
         self.runtime.logs.push(self.key, level, message);
     }
 
-    /// Runs the function; `Err` is logged and leaves the event unchanged. The result is the
-    /// returned value as a patch against the `event` global, with that global (whose properties
-    /// are back in `event`).
-    fn run(
-        &self,
-        loaded: &mut Loaded,
-        event: &mut Event,
-        timestamp: &str,
-    ) -> Result<(JsonPatch, Map<String, Value>), String> {
+    /// Runs the function and applies what it returns (the inner `Err` names what is invalid
+    /// about it); the outer `Err` is a failed run. Either leaves the event unchanged.
+    fn run(&self, loaded: &mut Loaded, event: &mut Event, timestamp: &str) -> Result<Ran, String> {
         // The properties move into the globals for the run and back afterwards: the VM only
         // reads its globals, so no copy of the properties is needed.
         let properties = std::mem::take(&mut event.properties);
         if let Some(Value::Object(g)) = loaded.options.globals.as_mut() {
-            g.insert(
-                "event".into(),
-                event_global_with(event, properties, timestamp.to_string()),
-            );
+            fill_event_global(g, event, properties, timestamp);
         }
         let result = self.run_with(loaded);
-        let mut global = Map::new();
-        if let Some(Value::Object(g)) = loaded.options.globals.as_mut() {
-            if let Some(Value::Object(mut e)) = g.remove("event") {
-                if let Some(Value::Object(p)) = e.remove("properties") {
-                    event.properties = p;
-                }
-                global = e;
-            }
+        let global = match loaded.options.globals.as_mut() {
+            Some(Value::Object(g)) => match g.get_mut("event") {
+                Some(Value::Object(e)) => e,
+                _ => return Err("internal: the event global".into()),
+            },
+            _ => return Err("internal: the globals".into()),
+        };
+        if let Some(Value::Object(p)) = global.get_mut("properties") {
+            event.properties = std::mem::take(p);
         }
-        result.map(|patch| (patch, global))
+        Ok(match result? {
+            JsonPatch::Replace(Value::Null) => Ran::Dropped,
+            patch => Ran::Applied(apply_patch(event, patch, global, timestamp)),
+        })
     }
 
     /// Runs the inputs (when templated), then the program, with the globals in
@@ -305,9 +308,9 @@ impl Transform for HogTransformation {
             );
         }
         match result {
-            Ok((JsonPatch::Replace(Value::Null), _)) => Outcome::Drop,
-            Ok((patch, global)) => {
-                if let Err(message) = apply_patch(&mut event, patch, global, &timestamp) {
+            Ok(Ran::Dropped) => Outcome::Drop,
+            Ok(Ran::Applied(applied)) => {
+                if let Err(message) = applied {
                     self.log("error", message);
                 }
                 Outcome::Keep(event)
@@ -331,6 +334,63 @@ fn iso(us: i64) -> String {
 /// The `event` global.
 pub fn event_global(event: &Event) -> Value {
     event_global_with(event, event.properties.clone(), iso(event.timestamp_us))
+}
+
+/// Fills the `event` global in `globals` for `event`, reusing the previous event's map and
+/// string buffers (an event global costs a map and six strings to build from scratch).
+/// It holds the same as [`event_global`], with these properties and ISO timestamp.
+fn fill_event_global(
+    globals: &mut Map<String, Value>,
+    event: &Event,
+    properties: Map<String, Value>,
+    timestamp: &str,
+) {
+    let fields = match globals.get_mut("event") {
+        Some(Value::Object(fields)) => fields,
+        _ => {
+            globals.insert(
+                "event".into(),
+                event_global_with(event, properties, timestamp.into()),
+            );
+            return;
+        }
+    };
+    let mut uuid = [0u8; 36];
+    set_str(
+        fields,
+        "uuid",
+        event.uuid.hyphenated().encode_lower(&mut uuid),
+    );
+    set_str(fields, "event", &event.event);
+    set_str(fields, "distinct_id", &event.distinct_id);
+    let chain = properties.get("$elements_chain").and_then(Value::as_str);
+    set_str(fields, "elements_chain", chain.unwrap_or(""));
+    set_str(fields, "timestamp", timestamp);
+    match properties.get("$current_url") {
+        Some(Value::String(url)) => set_str(fields, "url", url),
+        other => set(fields, "url", other.cloned().unwrap_or(Value::Null)),
+    }
+    set(fields, "properties", Value::Object(properties));
+}
+
+fn set(fields: &mut Map<String, Value>, key: &str, value: Value) {
+    match fields.get_mut(key) {
+        Some(v) => *v = value,
+        None => {
+            fields.insert(key.into(), value);
+        }
+    }
+}
+
+/// Sets a string field, writing into the old string's buffer.
+fn set_str(fields: &mut Map<String, Value>, key: &str, value: &str) {
+    match fields.get_mut(key) {
+        Some(Value::String(s)) => {
+            s.clear();
+            s.push_str(value);
+        }
+        _ => set(fields, key, Value::String(value.into())),
+    }
 }
 
 /// The `event` global, with the event's properties and ISO timestamp given separately.
