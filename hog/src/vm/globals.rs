@@ -2,11 +2,13 @@
 //! are values when named without a call.
 //!
 //! Every read of a global gives the program a fresh copy (as PostHog's VM does), so changing it
-//! does not change the globals. Objects and arrays are converted from JSON once per run into an
-//! immutable template (kept in [`Templates`]) and each read copies the template: copying shares
-//! the strings and clones hash tables without rehashing, which is much cheaper than converting
-//! again. A transformation typically reads `event.properties` and then `event`, whose
-//! `properties` is the same JSON node.
+//! does not change the globals. The first read of an object or array converts it from JSON
+//! straight into the program's value. A node read again (a transformation typically reads
+//! `event.properties` in a loop, or `event` after `event.properties`) is converted once more into
+//! an immutable template (kept in [`Templates`]), and that read and later ones copy the
+//! template: copying shares the strings and clones hash tables without rehashing, which is much
+//! cheaper than converting again. Most programs read `event` once, and building a template for
+//! it cost as much again as the read itself.
 
 use std::rc::Rc;
 
@@ -21,10 +23,21 @@ use crate::stl;
 use crate::value::{ArrayData, Callable, CallableKind, ChunkRef, Dict, DictData, Key, Str, Value};
 
 /// Templates converted so far in this run, by the address of their JSON node (the globals are
-/// borrowed for the whole run, so addresses are stable and unique). Few nodes are read per run,
-/// so a list beats a map.
+/// borrowed for the whole run, so addresses are stable and unique), and the nodes converted
+/// directly so far. Few nodes are read per run, so lists beat maps.
 #[derive(Default)]
-pub(super) struct Templates(Vec<Template>);
+pub(super) struct Templates {
+    templates: Vec<Template>,
+    seen: Vec<usize>,
+}
+
+/// Most nodes remembered as converted directly: enough for an event's own containers, while a
+/// global with thousands of nested objects does not make every later read scan them all.
+const MAX_SEEN: usize = 64;
+
+/// Levels below a directly read node whose containers are remembered: `event.properties` and
+/// `event.properties.$set` are read after `event`.
+const SEEN_DEPTH: usize = 2;
 
 struct Template {
     node: usize,
@@ -41,7 +54,7 @@ fn node_id(j: &Json) -> usize {
 impl Templates {
     fn find(&self, j: &Json, depth: usize) -> Option<(Value, usize)> {
         let id = node_id(j);
-        self.0
+        self.templates
             .iter()
             .find(|t| t.node == id && depth + t.height <= MAX_JSON_DEPTH)
             .map(|t| (t.value.clone(), t.height))
@@ -94,15 +107,52 @@ impl Templates {
         if !matches!(j, Json::Object(_) | Json::Array(_)) {
             return json_to_value(heap, j);
         }
+        if !self.seen.contains(&node_id(j)) && self.find(j, 0).is_none() {
+            return self.direct(heap, j, 0);
+        }
         let (template, height) = self.build(j, 0);
         if height <= MAX_JSON_DEPTH && self.find(j, 0).is_none() {
-            self.0.push(Template {
+            self.templates.push(Template {
                 node: node_id(j),
                 value: template.clone(),
                 height,
             });
         }
         copy(heap, &template)
+    }
+}
+
+impl Templates {
+    /// Converts a node straight into a fresh value (as `json_to_value` does), remembering it
+    /// and its containers near the top as seen.
+    fn direct(&mut self, heap: &mut Heap, j: &Json, depth: usize) -> Value {
+        if depth > MAX_JSON_DEPTH {
+            return Value::Null;
+        }
+        let remember = |seen: &mut Vec<usize>| {
+            if depth <= SEEN_DEPTH && seen.len() < MAX_SEEN {
+                seen.push(node_id(j));
+            }
+        };
+        match j {
+            Json::Object(m) => {
+                if let Some(v) = special_object(m) {
+                    return v;
+                }
+                remember(&mut self.seen);
+                let mut map = Dict::with_capacity_and_hasher(m.len(), Default::default());
+                for (k, v) in m {
+                    map.insert(Key::Str(k.as_str().into()), self.direct(heap, v, depth + 1));
+                }
+                heap.dict(map)
+            }
+            Json::Array(a) => {
+                remember(&mut self.seen);
+                let items = a.iter().map(|x| self.direct(heap, x, depth + 1)).collect();
+                heap.array(items)
+            }
+            other => json_to_value_primitive(other),
+        }
     }
 }
 
