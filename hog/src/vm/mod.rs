@@ -132,6 +132,8 @@ pub fn run<'a>(bytecode: &'a Json, options: &'a ExecOptions) -> Result<ExecResul
 pub struct Program {
     json: std::rc::Rc<Json>,
     root: std::rc::Rc<crate::bytecode::Chunk>,
+    /// Object layouts of the globals seen in earlier runs (see `globals::Shapes`).
+    shapes: std::rc::Rc<std::cell::RefCell<globals::Shapes>>,
 }
 
 impl Program {
@@ -141,6 +143,7 @@ impl Program {
         Ok(Program {
             json: std::rc::Rc::new(bytecode.clone()),
             root: std::rc::Rc::new(root),
+            shapes: Default::default(),
         })
     }
 
@@ -160,12 +163,13 @@ impl Program {
         options: &ExecOptions,
         finish: impl FnOnce(&crate::value::Value) -> T,
     ) -> Result<ExecResult<T>, ExecError> {
-        exec::Vm::start_decoded(
+        let mut vm = exec::Vm::start_decoded(
             exec::Source::Shared(self.json.clone()),
             self.root.clone(),
             options,
-        )
-        .execute_with(finish)
+        );
+        vm.templates.shapes = self.shapes.clone();
+        vm.execute_with(finish)
     }
 }
 
