@@ -75,7 +75,7 @@ pub fn value_to_json(v: &Value) -> Json {
     to_json_depth(v, &mut Vec::new())
 }
 
-fn to_json_depth(v: &Value, marked: &mut Vec<usize>) -> Json {
+pub(crate) fn to_json_depth(v: &Value, marked: &mut Vec<usize>) -> Json {
     if marked.len() > MAX_JSON_DEPTH {
         return Json::Null;
     }

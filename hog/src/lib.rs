@@ -24,6 +24,7 @@ pub mod fasthash;
 pub mod heap;
 pub mod lexer;
 pub mod parser;
+pub mod patch;
 pub mod print;
 pub mod runtime;
 pub mod stl;

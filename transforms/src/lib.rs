@@ -45,6 +45,7 @@ pub mod host;
 pub mod inputs;
 pub mod logs;
 pub mod registry;
+mod returned;
 pub mod templates;
 pub mod transformation;
 pub mod watcher;

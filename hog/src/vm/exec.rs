@@ -135,11 +135,19 @@ impl<'o> Vm<'o> {
         Ok(vm)
     }
 
-    pub fn execute(mut self) -> Result<ExecResult, ExecError> {
+    pub fn execute(self) -> Result<ExecResult, ExecError> {
+        self.execute_with(value_to_json)
+    }
+
+    /// Runs to the end; `finish` gets the return value while its containers are still whole.
+    pub fn execute_with<T>(
+        mut self,
+        finish: impl FnOnce(&Value) -> T,
+    ) -> Result<ExecResult<T>, ExecError> {
         match self.run_loop() {
             Ok(Step::Done(v)) => Ok(ExecResult {
                 stdout: std::mem::take(&mut self.rt.stdout),
-                outcome: Outcome::Finished(value_to_json(&v)),
+                outcome: Outcome::Finished(finish(&v)),
                 ops: self.ops,
                 max_mem_used: self.rt.heap.max_seen,
             }),

@@ -80,11 +80,12 @@ impl std::fmt::Debug for ExecOptions {
     }
 }
 
-/// How a run ended (when it did not fail).
+/// How a run ended (when it did not fail). `T` is the return value as the run hands it back: JSON,
+/// or whatever [`Program::run_with`]'s `finish` made of it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Outcome<T = Json> {
     /// The program finished with this return value.
-    Finished(Json),
+    Finished(T),
     /// The program called an async function and waits for its result.
     Suspended {
         /// The function's name.
@@ -98,11 +99,11 @@ pub enum Outcome {
 
 /// The result of a run: what was printed, and how it ended.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExecResult {
+pub struct ExecResult<T = Json> {
     /// Lines printed with `print`, in order.
     pub stdout: Vec<String>,
     /// How the run ended.
-    pub outcome: Outcome,
+    pub outcome: Outcome<T>,
     /// Operations executed so far (across resumes).
     pub ops: u64,
     /// The largest memory estimate measured, in bytes.
@@ -131,6 +132,8 @@ pub fn run<'a>(bytecode: &'a Json, options: &'a ExecOptions) -> Result<ExecResul
 pub struct Program {
     json: std::rc::Rc<Json>,
     root: std::rc::Rc<crate::bytecode::Chunk>,
+    /// Object layouts of the globals seen in earlier runs (see `globals::Shapes`).
+    shapes: std::rc::Rc<std::cell::RefCell<globals::Shapes>>,
 }
 
 impl Program {
@@ -140,17 +143,33 @@ impl Program {
         Ok(Program {
             json: std::rc::Rc::new(bytecode.clone()),
             root: std::rc::Rc::new(root),
+            shapes: Default::default(),
         })
     }
 
     /// Runs the program.
     pub fn run(&self, options: &ExecOptions) -> Result<ExecResult, ExecError> {
-        exec::Vm::start_decoded(
+        self.run_with(options, crate::convert::value_to_json)
+    }
+
+    /// Runs the program and hands its return value to `finish` instead of converting it to JSON.
+    ///
+    /// `finish` runs before the run's containers are emptied (which breaks reference cycles), so
+    /// it sees the value whole, and it may borrow the globals. A host that gets the event back
+    /// can compare it with the JSON it came from ([`crate::patch::diff`]) rather than convert all
+    /// of it.
+    pub fn run_with<T>(
+        &self,
+        options: &ExecOptions,
+        finish: impl FnOnce(&crate::value::Value) -> T,
+    ) -> Result<ExecResult<T>, ExecError> {
+        let mut vm = exec::Vm::start_decoded(
             exec::Source::Shared(self.json.clone()),
             self.root.clone(),
             options,
-        )
-        .execute()
+        );
+        vm.templates.shapes = self.shapes.clone();
+        vm.execute_with(finish)
     }
 }
 
