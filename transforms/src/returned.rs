@@ -185,23 +185,13 @@ fn kind(v: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use quill_pipeline::transform::{Outcome, Transform};
+    use quill_pipeline::transform::Transform;
     use serde_json::json;
 
     use crate::transformation::event_global;
-    use crate::{FunctionSpec, HogTransformation, Runtime};
+    use crate::transformation::tests::{kept, stage};
 
     use super::*;
-
-    fn stage(hog: &str) -> (HogTransformation, Runtime) {
-        let spec =
-            FunctionSpec::from_json(&json!({"type": "transformation", "name": "t", "hog": hog}))
-                .expect("valid");
-        let runtime = Runtime::default();
-        let stage =
-            HogTransformation::new(1, 7, spec.compile().expect("compiles"), runtime.clone());
-        (stage, runtime)
-    }
 
     fn event(n: u32, properties: Value) -> Event {
         Event {
@@ -215,18 +205,14 @@ mod tests {
         }
     }
 
-    fn kept(o: Outcome) -> Event {
-        match o {
-            Outcome::Keep(e) => e,
-            Outcome::Drop => panic!("dropped"),
-        }
-    }
-
     #[test]
     fn each_event_sees_its_own_global() {
         // The stage reuses one `event` global between events: nothing of one may leak into
         // the next. The result also drops every field but `event` and `properties`.
-        let (s, _) = stage("return {'event': event.event, 'properties': {'g': event}}");
+        let (s, _) = stage(
+            "return {'event': event.event, 'properties': {'g': event}}",
+            json!({}),
+        );
         let events = [
             json!({"n": 1, "$current_url": "https://a.io/", "$elements_chain": "a:nth-child=1"}),
             json!({"n": 2, "$current_url": {"not": "a string"}}),
@@ -247,13 +233,19 @@ mod tests {
 
     #[test]
     fn fields_apply_only_when_all_are_valid() {
-        let (s, runtime) = stage("let e := event\ne.properties.x := 1\ne.event := ''\nreturn e");
+        let (s, runtime) = stage(
+            "let e := event\ne.properties.x := 1\ne.event := ''\nreturn e",
+            json!({}),
+        );
         let ev = event(1, json!({"a": "b"}));
         assert_eq!(kept(s.apply(ev.clone())), ev);
         let logs = runtime.logs.recent((1, 7), 1);
         assert!(logs[0].message.contains("`event` must be"), "{logs:?}");
 
-        let (s, _) = stage("let e := event\ne.distinct_id := e.properties.id\nreturn e");
+        let (s, _) = stage(
+            "let e := event\ne.distinct_id := e.properties.id\nreturn e",
+            json!({}),
+        );
         let long = "é".repeat(250);
         let out = kept(s.apply(event(1, json!({"id": long}))));
         assert_eq!(out.distinct_id, "é".repeat(200));
@@ -261,7 +253,7 @@ mod tests {
         assert_eq!(out.distinct_id, "42");
 
         // A distinct id longer than 200 characters is cut even when the function keeps it.
-        let (s, _) = stage("return event");
+        let (s, _) = stage("return event", json!({}));
         let mut ev = event(1, json!({}));
         ev.distinct_id = "x".repeat(201);
         assert_eq!(kept(s.apply(ev)).distinct_id.len(), 200);

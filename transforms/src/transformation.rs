@@ -421,12 +421,13 @@ fn event_global_with(event: &Event, properties: Map<String, Value>, timestamp: S
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::function::FunctionSpec;
     use std::time::Duration;
 
-    fn stage(hog: &str, extra: Value) -> (HogTransformation, Runtime) {
+    /// A stage running `hog`, with `extra` fields merged into its definition.
+    pub(crate) fn stage(hog: &str, extra: Value) -> (HogTransformation, Runtime) {
         let mut body = json!({"type": "transformation", "name": "t", "hog": hog});
         for (k, v) in extra.as_object().unwrap() {
             body[k] = v.clone();
@@ -460,7 +461,7 @@ mod tests {
         }
     }
 
-    fn kept(o: Outcome) -> Event {
+    pub(crate) fn kept(o: Outcome) -> Event {
         match o {
             Outcome::Keep(e) => e,
             Outcome::Drop => panic!("dropped"),
