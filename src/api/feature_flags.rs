@@ -176,9 +176,7 @@ pub async fn list(
         .iter()
         .map(flag_json)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(
-        json!({"count": results.len(), "next": null, "previous": null, "results": results}),
-    ))
+    Ok(super::unpaginated(results))
 }
 
 /// `POST /api/projects/{id}/feature_flags`

@@ -82,9 +82,7 @@ pub async fn list(
 ) -> Result<Json<Value>, HogApiError> {
     let project = state.project(&project)?;
     let results = state.hog_functions.list(project)?;
-    Ok(Json(
-        json!({"count": results.len(), "next": null, "previous": null, "results": results}),
-    ))
+    Ok(super::unpaginated(results))
 }
 
 /// `POST /api/projects/{id}/hog_functions`
@@ -157,5 +155,5 @@ pub async fn templates() -> Json<Value> {
         .iter()
         .map(|t| t.to_json())
         .collect();
-    Json(json!({"count": results.len(), "next": null, "previous": null, "results": results}))
+    super::unpaginated(results)
 }

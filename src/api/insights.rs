@@ -108,9 +108,7 @@ pub async fn list(
         .iter()
         .map(|d| document(project, d, state.insights.result(project, d.id).as_ref()))
         .collect();
-    Ok(Json(
-        json!({"count": results.len(), "next": null, "previous": null, "results": results}),
-    ))
+    Ok(super::unpaginated(results))
 }
 
 pub async fn get_one(

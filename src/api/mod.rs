@@ -244,6 +244,11 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A whole list in PostHog's paginated envelope: `{count, next: null, previous: null, results}`.
+pub fn unpaginated(results: Vec<serde_json::Value>) -> Json<serde_json::Value> {
+    Json(json!({"count": results.len(), "next": null, "previous": null, "results": results}))
+}
+
 /// A request body that must be a JSON object.
 pub fn json_object_body(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
     match serde_json::from_slice::<serde_json::Value>(bytes) {
