@@ -12,45 +12,86 @@ use crate::store::{Store, StoreError};
 
 pub(crate) const BY_TIME: TableDefinition<(u32, i64, u64), &str> =
     TableDefinition::new("events_by_time");
-pub(crate) const BY_DISTINCT_ID: TableDefinition<(u32, &str, i64, u64), &str> =
-    TableDefinition::new("events_by_distinct_id");
+/// Keyed by a hash of the distinct id: fixed-width keys compare several times faster than
+/// string keys, and this table takes an insert per event. Two distinct ids sharing a hash
+/// (odds about 1 in 2^64 per pair) would list each other's events; readers check the id.
+pub(crate) const BY_DISTINCT_ID: TableDefinition<(u32, u64, i64, u64), &str> =
+    TableDefinition::new("events_by_distinct_id_hash");
+/// The string-keyed table of earlier versions, dropped on reset.
+const BY_DISTINCT_ID_V1: &str = "events_by_distinct_id";
+
+/// The stable 64-bit hash (FNV-1a) of a distinct id that keys [`BY_DISTINCT_ID`]. It is
+/// persisted, so it must never change.
+pub fn distinct_id_hash(distinct_id: &str) -> u64 {
+    distinct_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
 
 /// Drops the index tables, for replay.
 pub(crate) fn delete_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.delete_table(BY_TIME)?;
     txn.delete_table(BY_DISTINCT_ID)?;
+    txn.delete_table(redb::TableDefinition::<(u32, &str, i64, u64), &str>::new(
+        BY_DISTINCT_ID_V1,
+    ))?;
     Ok(())
 }
 
 /// Index tables opened inside one write transaction.
-pub struct IndexWriter<'txn> {
+///
+/// Additions are held until [`IndexWriter::finish`] (or a deletion) and then inserted in key
+/// order: events arrive in log order, which is random in both indexes' key orders, and sorted
+/// inserts walk each B-tree's pages once instead of once per event.
+pub struct IndexWriter<'txn, 'a> {
     by_time: Table<'txn, (u32, i64, u64), &'static str>,
-    by_did: Table<'txn, (u32, &'static str, i64, u64), &'static str>,
+    by_did: Table<'txn, (u32, u64, i64, u64), &'static str>,
+    pending: Vec<(u64, &'a StoredEvent)>,
 }
 
-impl<'txn> IndexWriter<'txn> {
+impl<'txn, 'a> IndexWriter<'txn, 'a> {
     /// Opens the tables in `txn`.
     pub fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
         Ok(Self {
             by_time: txn.open_table(BY_TIME)?,
             by_did: txn.open_table(BY_DISTINCT_ID)?,
+            pending: Vec::new(),
         })
     }
 
-    /// Indexes the event stored at `offset`.
-    pub fn add(&mut self, offset: u64, event: &StoredEvent) -> Result<(), StoreError> {
-        let name = event.event.as_str();
-        self.by_time
-            .insert((event.project, event.timestamp_us, offset), name)?;
-        self.by_did.insert(
-            (
-                event.project,
-                event.distinct_id.as_str(),
-                event.timestamp_us,
-                offset,
-            ),
-            name,
-        )?;
+    /// Indexes the event stored at `offset` (written by the next flush).
+    pub fn add(&mut self, offset: u64, event: &'a StoredEvent) {
+        self.pending.push((offset, event));
+    }
+
+    /// Writes every pending addition.
+    pub fn finish(mut self) -> Result<(), StoreError> {
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let pending = &mut self.pending;
+        pending.sort_unstable_by_key(|(offset, e)| (e.project, e.timestamp_us, *offset));
+        for (offset, e) in pending.iter() {
+            self.by_time
+                .insert((e.project, e.timestamp_us, *offset), e.event.as_str())?;
+        }
+        let mut keyed: Vec<((u32, u64, i64, u64), &str)> = pending
+            .drain(..)
+            .map(|(offset, e)| {
+                let key = (
+                    e.project,
+                    distinct_id_hash(&e.distinct_id),
+                    e.timestamp_us,
+                    offset,
+                );
+                (key, e.event.as_str())
+            })
+            .collect();
+        keyed.sort_unstable_by_key(|(key, _)| *key);
+        for (key, name) in keyed {
+            self.by_did.insert(key, name)?;
+        }
         Ok(())
     }
 
@@ -61,12 +102,15 @@ impl<'txn> IndexWriter<'txn> {
         distinct_ids: &[String],
         before_offset: u64,
     ) -> Result<usize, StoreError> {
+        self.flush()?;
         let mut removed = 0;
         for did in distinct_ids {
             let mut doomed = Vec::new();
-            for entry in self.by_did.range(
-                (project, did.as_str(), i64::MIN, 0)..=(project, did.as_str(), i64::MAX, u64::MAX),
-            )? {
+            let hash = distinct_id_hash(did);
+            for entry in self
+                .by_did
+                .range((project, hash, i64::MIN, 0)..=(project, hash, i64::MAX, u64::MAX))?
+            {
                 let (key, _) = entry?;
                 let (_, _, ts, offset) = key.value();
                 if offset < before_offset {
@@ -74,7 +118,7 @@ impl<'txn> IndexWriter<'txn> {
                 }
             }
             for (ts, offset) in doomed {
-                self.by_did.remove((project, did.as_str(), ts, offset))?;
+                self.by_did.remove((project, hash, ts, offset))?;
                 self.by_time.remove((project, ts, offset))?;
                 removed += 1;
             }
@@ -152,8 +196,8 @@ pub fn query(store: &Store, q: &EventQuery) -> Result<Vec<Hit>, StoreError> {
             };
             for did in dids {
                 let mut taken = 0;
-                let range = (q.project, did.as_str(), lower, 0)
-                    ..(q.project, did.as_str(), upper.0, upper.1);
+                let hash = distinct_id_hash(did);
+                let range = (q.project, hash, lower, 0)..(q.project, hash, upper.0, upper.1);
                 for entry in table.range(range)?.rev() {
                     let (key, name) = entry?;
                     if name_ok(name.value()) {

@@ -7,14 +7,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::event::Record;
 use crate::events_index::{self, IndexWriter};
 use crate::graph::feeder::{GraphBatch, IdentityChanges};
-use crate::identity::{self, GroupWriter, PersonWriter};
+use crate::identity::{self, GroupWriter, PersonCache, PersonWriter};
 use crate::log::{LogError, LogReader};
 use crate::store::{Store, StoreError, META};
 
@@ -25,6 +25,9 @@ pub const DISTINCT_ID_CUTOFFS: redb::TableDefinition<(u32, &str), u64> =
     redb::TableDefinition::new("distinct_id_cutoffs");
 /// Bytes of (compressed) log one transaction covers at most: about 20k typical events.
 const BATCH_BYTES: usize = 2 << 20;
+/// How long applied batches may stay in memory-only commits before one is made durable. Losing
+/// them in a crash costs only their re-application from the log: the cursor commits with them.
+const SYNC_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Errors of the materializer.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,11 @@ pub struct Materializer {
     reader: LogReader,
     cursor: u64,
     observer: Option<std::sync::mpsc::Sender<GraphBatch>>,
+    /// When a commit was last made durable, and whether any commit since is not.
+    synced_at: Instant,
+    unsynced: bool,
+    /// Persons as of the last commit; dropped whenever a step fails.
+    persons: PersonCache,
 }
 
 impl Materializer {
@@ -54,6 +62,9 @@ impl Materializer {
             reader,
             cursor,
             observer: None,
+            synced_at: Instant::now(),
+            unsynced: false,
+            persons: PersonCache::default(),
         })
     }
 
@@ -76,8 +87,9 @@ impl Materializer {
         }
         let txn = self.store.db().begin_write().map_err(StoreError::from)?;
         let identity;
+        let cache;
         {
-            let mut persons = PersonWriter::open(&txn)?;
+            let mut persons = PersonWriter::open_cached(&txn, std::mem::take(&mut self.persons))?;
             let mut groups = GroupWriter::open(&txn)?;
             let mut index = IndexWriter::open(&txn)?;
             let mut cutoffs = txn
@@ -89,7 +101,7 @@ impl Materializer {
                     Record::Event(event) => {
                         let props = identity::identity_properties(&event.properties);
                         identity::apply_event(&mut persons, &mut groups, event, &props)?;
-                        index.add(*offset, event)?;
+                        index.add(*offset, event);
                     }
                     Record::PersonDeleted {
                         project,
@@ -128,10 +140,13 @@ impl Materializer {
                 }
                 None => None,
             };
+            index.finish()?;
             let mut meta = txn.open_table(META).map_err(StoreError::from)?;
             meta.insert(CURSOR, batch.next).map_err(StoreError::from)?;
+            cache = persons.into_cache();
         }
-        txn.commit().map_err(StoreError::from)?;
+        self.commit(txn)?;
+        self.persons = cache;
         let applied = batch.records.len();
         if let (Some(observer), Some(identity)) = (&self.observer, identity) {
             let sent = observer.send(GraphBatch {
@@ -149,13 +164,42 @@ impl Materializer {
         Ok(applied)
     }
 
-    /// Applies everything up to the log's current durable end.
+    /// Commits `txn`, durably only once every [`SYNC_INTERVAL`]: an fsync per batch would cap
+    /// the materializer at the disk's sync rate when batches are small.
+    fn commit(&mut self, mut txn: redb::WriteTransaction) -> Result<(), StoreError> {
+        let durable = self.synced_at.elapsed() >= SYNC_INTERVAL;
+        if !durable {
+            txn.set_durability(redb::Durability::None)?;
+        }
+        txn.commit()?;
+        self.note_commit(durable);
+        Ok(())
+    }
+
+    fn note_commit(&mut self, durable: bool) {
+        if durable {
+            self.synced_at = Instant::now();
+        }
+        self.unsynced = !durable;
+    }
+
+    /// Makes every applied batch durable.
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        if self.unsynced {
+            self.store.db().begin_write()?.commit()?;
+            self.note_commit(true);
+        }
+        Ok(())
+    }
+
+    /// Applies everything up to the log's current durable end, durably.
     pub fn catch_up(&mut self) -> Result<u64, MaterializeError> {
         while self.cursor < self.reader.end() {
             if self.step()? == 0 {
                 break;
             }
         }
+        self.sync()?;
         Ok(self.cursor)
     }
 
@@ -165,7 +209,14 @@ impl Materializer {
         let mut backoff = Duration::from_millis(1);
         while !stop.load(Ordering::Relaxed) {
             match self.step() {
-                Ok(0) => std::thread::sleep(Duration::from_millis(2)),
+                Ok(0) => {
+                    if self.unsynced && self.synced_at.elapsed() >= SYNC_INTERVAL {
+                        if let Err(e) = self.sync() {
+                            tracing::error!(error = %e, "cannot make the materializer's state durable");
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
                 Ok(_) => {
                     progress.send_replace(self.cursor);
                     backoff = Duration::from_millis(1);
@@ -176,6 +227,9 @@ impl Materializer {
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "cannot make the materializer's state durable");
         }
     }
 

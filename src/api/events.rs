@@ -67,6 +67,12 @@ pub async fn list(
         let Record::Event(event) = record else {
             continue;
         };
+        // The index keys distinct ids by hash; a colliding id's event is not this one's.
+        if let Some(dids) = &query.distinct_ids {
+            if !dids.contains(&event.distinct_id) {
+                continue;
+            }
+        }
         let person = match &persons {
             Some(p) => p
                 .person_id(project, &event.distinct_id)?

@@ -156,8 +156,11 @@ impl Feeder {
             v.sort_by_key(|(_, s)| *s);
             v
         };
+        // Sorted by name, which is how `project` looks keys up.
+        let mut event_keys = intern(&projection.event_keys);
+        event_keys.sort();
         Self {
-            event_keys: intern(&projection.event_keys),
+            event_keys,
             person_keys: intern(&projection.person_keys),
             engine,
             interner,
@@ -333,10 +336,18 @@ impl Feeder {
         let props = if self.event_keys.is_empty() {
             Box::default()
         } else {
-            match serde_json::from_str::<Map<String, Value>>(&e.properties) {
-                Ok(map) => self.project_props(&self.event_keys, &map),
-                Err(_) => Box::default(),
-            }
+            let names: Vec<&str> = self.event_keys.iter().map(|(k, _)| k.as_str()).collect();
+            let mut props: Vec<(Sym, PropValue)> = super::project::project(&e.properties, &names)
+                .iter()
+                .zip(&self.event_keys)
+                .filter_map(|(v, (_, sym))| {
+                    v.as_ref()
+                        .and_then(|v| self.interner.value(v))
+                        .map(|v| (*sym, v))
+                })
+                .collect();
+            props.sort_unstable_by_key(|(sym, _)| *sym);
+            props.into_boxed_slice()
         };
         EventRow {
             ts_ms: e.timestamp_us.div_euclid(1000),

@@ -8,6 +8,7 @@
 pub mod engine;
 pub mod feeder;
 pub mod operator;
+mod project;
 pub mod row;
 pub mod runtime;
 

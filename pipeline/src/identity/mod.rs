@@ -17,7 +17,7 @@ pub(crate) mod persons;
 
 pub use apply::{apply_event, identity_properties};
 pub use groups::{get_group, group_types, Group, GroupWriter, MAX_GROUP_TYPES};
-pub use persons::{person_uuid, Person, PersonReader, PersonWriter, Touched};
+pub use persons::{person_uuid, Person, PersonCache, PersonReader, PersonWriter, Touched};
 
 /// Drops every identity table, for replay.
 pub(crate) fn delete_tables(txn: &redb::WriteTransaction) -> Result<(), crate::store::StoreError> {

@@ -1,5 +1,7 @@
 //! Person rows and the distinct-id → person mapping.
 
+use std::collections::HashMap;
+
 use redb::{
     ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
 };
@@ -47,12 +49,42 @@ pub fn person_uuid(project: ProjectId, id: u64) -> Uuid {
 }
 
 /// Person tables opened inside one write transaction.
+///
+/// Reads go through a [`PersonCache`]: events keep touching the same active persons, and a redb
+/// lookup plus a JSON parse per event cost more than everything else the materializer does.
+/// Writes go straight through to the tables and update the cache.
 pub struct PersonWriter<'txn> {
     distinct_ids: Table<'txn, (u32, &'static str), u64>,
     persons: Table<'txn, (u32, u64), &'static [u8]>,
     uuids: Table<'txn, (u32, u128), u64>,
     meta: Table<'txn, &'static str, u64>,
     touched: Touched,
+    cache: PersonCache,
+}
+
+/// Person rows and distinct-id mappings as of the last transaction that used the cache.
+///
+/// It is valid across transactions only while it follows every committed write, which holds for
+/// the materializer (the only writer of persons), as long as it drops the cache whenever a
+/// transaction fails to commit.
+#[derive(Debug, Default)]
+pub struct PersonCache {
+    /// Distinct id → person id (`None`: known to be unmapped).
+    ids: HashMap<ProjectId, HashMap<String, Option<u64>>>,
+    /// Person rows (`None`: known not to exist).
+    rows: HashMap<(ProjectId, u64), Option<Person>>,
+    entries: usize,
+}
+
+/// Entries past which a cache starts over, to bound its memory.
+const CACHE_ENTRIES: usize = 200_000;
+
+impl PersonCache {
+    fn bound(&mut self) {
+        if self.entries > CACHE_ENTRIES {
+            *self = Self::default();
+        }
+    }
 }
 
 /// What a writer changed, for consumers that follow identity (the insights feeder).
@@ -73,7 +105,24 @@ impl<'txn> PersonWriter<'txn> {
             uuids: txn.open_table(PERSON_UUIDS)?,
             meta: txn.open_table(COUNTERS)?,
             touched: Touched::default(),
+            cache: PersonCache::default(),
         })
+    }
+
+    /// Opens the tables in `txn`, reading through `cache`.
+    pub fn open_cached(
+        txn: &'txn WriteTransaction,
+        mut cache: PersonCache,
+    ) -> Result<Self, StoreError> {
+        cache.bound();
+        let mut writer = Self::open(txn)?;
+        writer.cache = cache;
+        Ok(writer)
+    }
+
+    /// Gives the cache back, to use with the next transaction once this one commits.
+    pub fn into_cache(self) -> PersonCache {
+        self.cache
     }
 
     /// Takes the record of what changed since the writer opened (or since the last take).
@@ -83,21 +132,53 @@ impl<'txn> PersonWriter<'txn> {
 
     /// The person id a distinct id resolves to.
     pub fn person_id(
-        &self,
+        &mut self,
         project: ProjectId,
         distinct_id: &str,
     ) -> Result<Option<u64>, StoreError> {
-        Ok(self
+        if let Some(id) = self
+            .cache
+            .ids
+            .get(&project)
+            .and_then(|ids| ids.get(distinct_id))
+        {
+            return Ok(*id);
+        }
+        let id = self
             .distinct_ids
             .get((project, distinct_id))?
-            .map(|v| v.value()))
+            .map(|v| v.value());
+        self.cache_id(project, distinct_id, id);
+        Ok(id)
+    }
+
+    fn cache_id(&mut self, project: ProjectId, distinct_id: &str, id: Option<u64>) {
+        let ids = self.cache.ids.entry(project).or_default();
+        match ids.get_mut(distinct_id) {
+            Some(slot) => *slot = id,
+            None => {
+                ids.insert(distinct_id.to_string(), id);
+                self.cache.entries += 1;
+            }
+        }
     }
 
     /// Loads a person row.
-    pub fn load(&self, project: ProjectId, id: u64) -> Result<Option<Person>, StoreError> {
-        match self.persons.get((project, id))? {
-            Some(v) => Ok(Some(from_json("person", v.value())?)),
-            None => Ok(None),
+    pub fn load(&mut self, project: ProjectId, id: u64) -> Result<Option<Person>, StoreError> {
+        if let Some(row) = self.cache.rows.get(&(project, id)) {
+            return Ok(row.clone());
+        }
+        let row = match self.persons.get((project, id))? {
+            Some(v) => Some(from_json::<Person>("person", v.value())?),
+            None => None,
+        };
+        self.cache_row(project, id, row.clone());
+        Ok(row)
+    }
+
+    fn cache_row(&mut self, project: ProjectId, id: u64, row: Option<Person>) {
+        if self.cache.rows.insert((project, id), row).is_none() {
+            self.cache.entries += 1;
         }
     }
 
@@ -109,7 +190,9 @@ impl<'txn> PersonWriter<'txn> {
         for did in &person.distinct_ids {
             self.distinct_ids
                 .insert((person.project, did.as_str()), person.id)?;
+            self.cache_id(person.project, did, Some(person.id));
         }
+        self.cache_row(person.project, person.id, Some(person.clone()));
         Ok(())
     }
 
@@ -150,15 +233,13 @@ impl<'txn> PersonWriter<'txn> {
                 .map(|did| (person.project, did.clone())),
         );
         for did in &person.distinct_ids {
-            let mapped = self
-                .distinct_ids
-                .get((person.project, did.as_str()))?
-                .map(|v| v.value());
-            if mapped == Some(person.id) {
+            if self.person_id(person.project, did)? == Some(person.id) {
                 self.distinct_ids.remove((person.project, did.as_str()))?;
+                self.cache_id(person.project, did, None);
             }
         }
         self.persons.remove((person.project, person.id))?;
+        self.cache_row(person.project, person.id, None);
         self.uuids.remove((person.project, person.uuid.as_u128()))?;
         Ok(())
     }
