@@ -15,8 +15,10 @@ pub(crate) const BY_TIME: TableDefinition<(u32, i64, u64), &str> =
 /// Keyed by a hash of the distinct id: fixed-width keys compare several times faster than
 /// string keys, and this table takes an insert per event. Two distinct ids sharing a hash
 /// (odds about 1 in 2^64 per pair) would list each other's events; readers check the id.
-pub(crate) const BY_DISTINCT_ID: TableDefinition<(u32, u64, i64, u64), &str> =
+pub(crate) const BY_DISTINCT_ID: TableDefinition<DidKey, &str> =
     TableDefinition::new("events_by_distinct_id_hash");
+/// `(project, distinct id hash, timestamp µs, offset)`.
+type DidKey = (u32, u64, i64, u64);
 /// The string-keyed table of earlier versions, dropped on reset.
 const BY_DISTINCT_ID_V1: &str = "events_by_distinct_id";
 
@@ -45,7 +47,7 @@ pub(crate) fn delete_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
 /// inserts walk each B-tree's pages once instead of once per event.
 pub struct IndexWriter<'txn, 'a> {
     by_time: Table<'txn, (u32, i64, u64), &'static str>,
-    by_did: Table<'txn, (u32, u64, i64, u64), &'static str>,
+    by_did: Table<'txn, DidKey, &'static str>,
     pending: Vec<(u64, &'a StoredEvent)>,
 }
 
@@ -76,7 +78,7 @@ impl<'txn, 'a> IndexWriter<'txn, 'a> {
             self.by_time
                 .insert((e.project, e.timestamp_us, *offset), e.event.as_str())?;
         }
-        let mut keyed: Vec<((u32, u64, i64, u64), &str)> = pending
+        let mut keyed: Vec<(DidKey, &str)> = pending
             .drain(..)
             .map(|(offset, e)| {
                 let key = (
