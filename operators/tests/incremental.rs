@@ -40,6 +40,20 @@ fn insights() -> Vec<(Value, Reference)> {
             (|e, q, _| reference::trends::trends(q, e)) as Reference,
         ),
         (
+            // Event-local property math and sessions: mapped per event, never replayed.
+            json!({"kind": "TrendsQuery", "dateRange": range, "interval": "day",
+                   "series": [{"kind": "EventsNode", "event": null, "math": "sum", "math_property": "price"},
+                              {"kind": "EventsNode", "event": "$pageview", "math": "median", "math_property": "price"},
+                              {"kind": "EventsNode", "event": null, "math": "unique_session"}]}),
+            (|e, q, _| reference::trends::trends(q, e)) as Reference,
+        ),
+        (
+            // A per-actor math needs each person's count: replayed per person.
+            json!({"kind": "TrendsQuery", "dateRange": range, "interval": "day",
+                   "series": [{"kind": "EventsNode", "event": null, "math": "avg_count_per_actor"}]}),
+            (|e, q, _| reference::trends::trends(q, e)) as Reference,
+        ),
+        (
             json!({"kind": "FunnelsQuery", "dateRange": range,
                    "series": [{"kind": "EventsNode", "event": "$pageview"},
                               {"kind": "EventsNode", "event": "signup"},
@@ -141,6 +155,9 @@ impl Model {
                     if let Some(plan) = plan {
                         properties.insert("plan".into(), json!(PLANS[*plan]));
                     }
+                    properties.insert("price".into(), json!(ago_ms % 97));
+                    let session = format!("s{}", (ago_ms / DAY_MS) % 3);
+                    properties.insert("$session_id".into(), json!(session));
                     let ts_ms = NOW_MS - ago_ms;
                     records.push((
                         self.offset,

@@ -51,8 +51,8 @@ use std::sync::Arc;
 
 use quill_pipeline::event::ProjectId;
 use quill_pipeline::graph::{
-    Aggregator, BuildContext, Contribution, EventRow, InsightOperator, Interner, PersonView,
-    PropValue, Sym,
+    Aggregator, BuildContext, Combine, Contribution, EventRow, InsightOperator, Interner,
+    PersonView, PropValue, Sym,
 };
 
 use crate::query::{Interval, Scope};
@@ -107,6 +107,38 @@ impl InsightOperator for TrendsOperator {
     fn aggregator(&self) -> Box<dyn Aggregator> {
         Box::new(aggregate::TrendsAggregator::new(self.config.clone()))
     }
+
+    /// Per-actor maths need a person's event count per cell, and person properties are not on
+    /// the event; every other trend is a function of single events.
+    fn event_local(&self) -> bool {
+        self.keys(Scope::Person).is_empty()
+            && !self
+                .config
+                .series
+                .iter()
+                .any(|s| matches!(s.math, Math::PerActor(_)))
+    }
+
+    fn event_pass(&self, row: &EventRow, out: &mut Vec<(Contribution, Combine)>) {
+        for (index, series) in self.config.series.iter().enumerate() {
+            let index = index as i64;
+            self.row_cells(series, row, &[], |bucket, breakdown, value| {
+                let emitted = match series.math {
+                    Math::Total => (vec![index, bucket, breakdown], Combine::Sum),
+                    Math::Property { .. } => (vec![index, bucket, breakdown, value], Combine::Sum),
+                    Math::Dau | Math::Active { .. } => {
+                        (vec![index, bucket, breakdown], Combine::Distinct)
+                    }
+                    Math::UniqueSession => {
+                        (vec![index, bucket, breakdown, value], Combine::Distinct)
+                    }
+                    // Not event-local (see `event_local`).
+                    Math::PerActor(_) => return,
+                };
+                out.push(emitted);
+            });
+        }
+    }
 }
 
 impl TrendsOperator {
@@ -133,56 +165,16 @@ impl TrendsOperator {
         person: &PersonView<'_>,
         out: &mut Vec<(Contribution, isize)>,
     ) {
-        let config = &self.config;
-        let range = &config.range;
-        let interval = range.interval;
-        let windowed = match series.math {
-            Math::Active { days } if !config.total_value && interval_windows(interval) => {
-                Some(days)
-            }
-            _ => None,
-        };
+        let windowed = self.window_days(series).is_some();
         let mut cells: BTreeMap<(i64, i64, i64), i64> = BTreeMap::new();
         for row in person.events.iter().copied() {
-            let in_range = match windowed {
-                Some(days) => {
-                    row.ts_ms <= range.to_ms
-                        && range
-                            .from_ms
-                            .is_none_or(|f| row.ts_ms + days * DAY_MS >= interval.truncate(f))
+            self.row_cells(series, row, person.props, |bucket, breakdown, value| {
+                if windowed {
+                    cells.insert((bucket, breakdown, value), 1);
+                } else {
+                    *cells.entry((bucket, breakdown, value)).or_insert(0) += 1;
                 }
-                None => range.contains(row.ts_ms),
-            };
-            if !in_range || !series.node.matches(row, person.props) {
-                continue;
-            }
-            let breakdown = config
-                .breakdown
-                .as_ref()
-                .and_then(|b| b.value(row, person.props))
-                .map_or(-1, i64::from);
-            let value = match &series.math {
-                Math::Property { key_sym, .. } => {
-                    match row.prop(*key_sym).and_then(|v| v.as_f64(&self.interner)) {
-                        Some(v) if v.is_finite() => ordered(v),
-                        _ => NO_VALUE,
-                    }
-                }
-                Math::UniqueSession => self.session(row).map_or(NO_VALUE, i64::from),
-                _ => 0,
-            };
-            if let Some(days) = windowed {
-                for bucket in window_buckets(row.ts_ms, days, range) {
-                    cells.insert((bucket / 1000, breakdown, 0), 1);
-                }
-                continue;
-            }
-            let bucket = if config.total_value {
-                0
-            } else {
-                interval.truncate(row.ts_ms) / 1000
-            };
-            *cells.entry((bucket, breakdown, value)).or_insert(0) += 1;
+            });
         }
         for ((bucket, breakdown, value), count) in cells {
             let (contribution, diff) = match series.math {
@@ -194,6 +186,73 @@ impl TrendsOperator {
             };
             out.push((contribution, diff as isize));
         }
+    }
+
+    /// The trailing window of weekly/monthly active users, when this series has one.
+    fn window_days(&self, series: &Series) -> Option<i64> {
+        match series.math {
+            Math::Active { days }
+                if !self.config.total_value && interval_windows(self.config.range.interval) =>
+            {
+                Some(days)
+            }
+            _ => None,
+        }
+    }
+
+    /// The cells `(bucket_s, breakdown, value)` one event counts in for one series: none when
+    /// it is out of range or filtered out, one per trailing window it falls in for weekly and
+    /// monthly active users, else one.
+    fn row_cells(
+        &self,
+        series: &Series,
+        row: &EventRow,
+        props: &[(Sym, PropValue)],
+        mut cell: impl FnMut(i64, i64, i64),
+    ) {
+        let config = &self.config;
+        let range = &config.range;
+        let interval = range.interval;
+        let windowed = self.window_days(series);
+        let in_range = match windowed {
+            Some(days) => {
+                row.ts_ms <= range.to_ms
+                    && range
+                        .from_ms
+                        .is_none_or(|f| row.ts_ms + days * DAY_MS >= interval.truncate(f))
+            }
+            None => range.contains(row.ts_ms),
+        };
+        if !in_range || !series.node.matches(row, props) {
+            return;
+        }
+        let breakdown = config
+            .breakdown
+            .as_ref()
+            .and_then(|b| b.value(row, props))
+            .map_or(-1, i64::from);
+        if let Some(days) = windowed {
+            for bucket in window_buckets(row.ts_ms, days, range) {
+                cell(bucket / 1000, breakdown, 0);
+            }
+            return;
+        }
+        let value = match &series.math {
+            Math::Property { key_sym, .. } => {
+                match row.prop(*key_sym).and_then(|v| v.as_f64(&self.interner)) {
+                    Some(v) if v.is_finite() => ordered(v),
+                    _ => NO_VALUE,
+                }
+            }
+            Math::UniqueSession => self.session(row).map_or(NO_VALUE, i64::from),
+            _ => 0,
+        };
+        let bucket = if config.total_value {
+            0
+        } else {
+            interval.truncate(row.ts_ms) / 1000
+        };
+        cell(bucket, breakdown, value);
     }
 
     /// The event's `$session_id` as a symbol.

@@ -110,6 +110,11 @@ impl Engine {
         Ok(())
     }
 
+    /// Rounds fed that the dataflow has not finished yet.
+    pub fn rounds_in_flight(&self) -> u64 {
+        self.runtime().rounds_in_flight()
+    }
+
     /// Replaces the maintained insights with `insights` (id, operator).
     pub fn set_insights(
         &self,

@@ -35,8 +35,9 @@ use super::runtime::{Mapping, PersonKey, PersonProps, Round};
 
 /// The materializer's cursor key in the meta table.
 const MATERIALIZER_CURSOR: &str = "cursor.materializer";
-/// Events per round under load: large rounds amortise the dataflow's fixed cost per round.
-const ROUND_EVENTS: usize = 50_000;
+/// Events past which a round is sent even while the previous one is still being computed. Large
+/// rounds amortise the dataflow's cost per round (replaying each touched person's history).
+const ROUND_EVENTS: usize = 200_000;
 /// Bytes of (compressed) log read per bootstrap step: about 40k typical events.
 const BOOTSTRAP_BYTES: usize = 4 << 20;
 /// Marks synthetic person ids (distinct ids without a person).
@@ -422,31 +423,40 @@ impl Feeder {
         stop: &AtomicBool,
         rebuild: &AtomicBool,
     ) {
+        // The offset the pending round reaches, once it holds anything.
+        let mut pending: Option<u64> = None;
         while !stop.load(Ordering::Relaxed) && !rebuild.load(Ordering::Relaxed) {
-            let batch = match batches.recv_timeout(Duration::from_millis(50)) {
-                Ok(b) => b,
-                Err(RecvTimeoutError::Timeout) => continue,
+            let wait = if pending.is_some() { 2 } else { 50 };
+            match batches.recv_timeout(Duration::from_millis(wait)) {
+                Ok(batch) => {
+                    for batch in std::iter::once(batch).chain(batches.try_iter()) {
+                        if batch.next <= from {
+                            continue;
+                        }
+                        if let Err(e) = self.apply(&batch) {
+                            tracing::error!(error = %e, "the insights feeder failed a batch");
+                        }
+                        pending = Some(batch.next);
+                        if self.round_events >= ROUND_EVENTS {
+                            break;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
-            };
-            let mut last = None;
-            for batch in std::iter::once(batch).chain(batches.try_iter()) {
-                if batch.next <= from {
-                    continue;
-                }
-                if let Err(e) = self.apply(&batch) {
-                    tracing::error!(error = %e, "the insights feeder failed a batch");
-                }
-                last = Some(batch.next);
-                if self.round_events >= ROUND_EVENTS {
-                    break;
-                }
             }
-            if let Some(offset) = last {
-                if let Err(e) = self.flush(offset) {
-                    tracing::error!(error = %e, "the insights dataflow stopped");
-                    return;
-                }
+            // While the dataflow is still busy with a round, the next one keeps growing: a
+            // round costs about the same whatever its size, so under load rounds get larger
+            // instead of queueing up behind each other.
+            let Some(offset) = pending else { continue };
+            if self.round_events < ROUND_EVENTS && self.engine.rounds_in_flight() > 0 {
+                continue;
             }
+            if let Err(e) = self.flush(offset) {
+                tracing::error!(error = %e, "the insights dataflow stopped");
+                return;
+            }
+            pending = None;
         }
     }
 }

@@ -16,6 +16,8 @@ pub mod runtime;
 mod tests;
 
 pub use engine::{Engine, EngineError, Published};
-pub use operator::{evaluate, Aggregator, BuildContext, Contribution, InsightOperator, PersonView};
+pub use operator::{
+    evaluate, Aggregator, BuildContext, Combine, Contribution, InsightOperator, PersonView,
+};
 pub use row::{EventRow, Interner, PropValue, Sym};
 pub use runtime::{Mapping, PersonKey, PersonProps, Round, Time};

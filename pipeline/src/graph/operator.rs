@@ -13,6 +13,15 @@
 //! The contract that makes results exact: after applying every emitted `(contribution, diff)`,
 //! the aggregator's state depends only on the multiset of current contributions, never on the
 //! order they arrived in.
+//!
+//! **Event-local insights** skip the replay. When every contribution depends on one event
+//! alone (and on whose event it is, for counting persons), an operator says so with
+//! [`InsightOperator::event_local`] and implements [`InsightOperator::event_pass`]. The runtime
+//! then maps each event once as it arrives, and counts [`Combine::Distinct`] contributions once
+//! per person with a `distinct` keyed by (person, contribution), whose state holds one count
+//! per key instead of the history. A busy person's new event then costs one event's work,
+//! not a replay of everything they ever did. `person_pass` must stay equal to that combination:
+//! it is what ad hoc evaluation and the reference tests use.
 
 use std::sync::Arc;
 
@@ -65,6 +74,25 @@ pub trait InsightOperator: Send + Sync + 'static {
 
     /// A fresh aggregator for this insight's contributions.
     fn aggregator(&self) -> Box<dyn Aggregator>;
+
+    /// Whether [`InsightOperator::event_pass`] computes this insight (see the module docs).
+    fn event_local(&self) -> bool {
+        false
+    }
+
+    /// One event's contributions, for an event-local insight. A person's `person_pass` equals
+    /// the sum of their events' [`Combine::Sum`] contributions plus each distinct
+    /// [`Combine::Distinct`] contribution once.
+    fn event_pass(&self, _row: &EventRow, _out: &mut Vec<(Contribution, Combine)>) {}
+}
+
+/// How an event-local contribution adds up over one person's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combine {
+    /// Every event's copy counts.
+    Sum,
+    /// The person counts once, however many of their events emit it.
+    Distinct,
 }
 
 /// Folds contributions across persons and renders the result.

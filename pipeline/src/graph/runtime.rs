@@ -18,11 +18,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::input::{Input, InputSession};
-use differential_dataflow::operators::arrange::TraceAgent;
+use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::operators::ThresholdTotal;
+use differential_dataflow::VecCollection;
 use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use differential_dataflow::trace::TraceReader;
 use serde::{Deserialize, Serialize};
@@ -32,7 +36,7 @@ use timely::progress::frontier::AntichainRef;
 
 use crate::event::ProjectId;
 
-use super::operator::{Contribution, InsightOperator, PersonView};
+use super::operator::{Combine, Contribution, InsightOperator, PersonView};
 use super::row::{EventRow, PropValue, Sym};
 
 /// Logical time of the dataflow: the round number.
@@ -159,6 +163,8 @@ pub enum RuntimeError {
 /// A running dataflow: feed it rounds, install insight sets.
 pub struct Runtime {
     senders: Vec<Sender<Command>>,
+    /// Every round below this one is complete in every dataflow (set by worker 0).
+    complete_below: Arc<AtomicU64>,
     next_round: Time,
     next_set: u64,
     guards: Option<timely::communication::initialize::WorkerGuards<()>>,
@@ -176,6 +182,8 @@ impl Runtime {
             receivers.push(Some(rx));
         }
         let receivers = Arc::new(Mutex::new(receivers));
+        let complete_below = Arc::new(AtomicU64::new(0));
+        let complete = complete_below.clone();
         let guards = timely::execute(timely::Config::process(workers), move |worker| {
             let rx = receivers
                 .lock()
@@ -183,12 +191,13 @@ impl Runtime {
                 .get_mut(worker.index())
                 .and_then(Option::take);
             if let Some(rx) = rx {
-                run_worker(worker, rx);
+                run_worker(worker, rx, &complete);
             }
         })
         .map_err(RuntimeError::Start)?;
         Ok(Self {
             senders,
+            complete_below,
             next_round: 0,
             next_set: 1,
             guards: Some(guards),
@@ -214,6 +223,12 @@ impl Runtime {
     /// The number of the last round pushed, if any.
     pub fn last_round(&self) -> Option<Time> {
         self.next_round.checked_sub(1)
+    }
+
+    /// Rounds pushed that some dataflow has not completed yet.
+    pub fn rounds_in_flight(&self) -> u64 {
+        self.next_round
+            .saturating_sub(self.complete_below.load(Ordering::Acquire))
     }
 
     /// Installs a set of insights; its output goes to `sink`. Returns the set's id.
@@ -273,7 +288,11 @@ struct InstalledSet {
     reported: Option<Time>,
 }
 
-fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Command>) {
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    rx: Receiver<Command>,
+    complete_below: &AtomicU64,
+) {
     let base_probe = ProbeHandle::new();
     let (mut inputs, mut trace) = worker.dataflow::<Time, _, _>(|scope| {
         let (events_in, events) = scope.new_collection::<(u64, EventRow), isize>();
@@ -350,6 +369,9 @@ fn run_worker(worker: &mut timely::worker::Worker, rx: Receiver<Command>) {
                 .chain(base_probe.with_frontier(|f| f.first().copied()))
                 .min()
                 .unwrap_or(now + 1);
+            if worker.index() == 0 {
+                complete_below.store(frontier, Ordering::Release);
+            }
             trace.set_logical_compaction(AntichainRef::new(&[frontier]));
             trace.set_physical_compaction(AntichainRef::new(&[frontier]));
             offsets = offsets.split_off(&frontier.saturating_sub(1));
@@ -428,10 +450,59 @@ fn install(
     let dataflow = worker.next_dataflow_index();
     let probe = ProbeHandle::new();
     let out = sink.clone();
+    // Slot indices of the insights that need each person's whole history, and of the rest.
+    let (local, replayed): (Vec<u32>, Vec<u32>) =
+        (0..slots.len() as u32).partition(|i| slots[*i as usize].op.event_local());
     worker.dataflow::<Time, _, _>(|scope| {
         let by_person = trace.import(scope);
-        let mut buffer: Vec<(Contribution, isize)> = Vec::new();
-        let contributions = by_person.reduce_abelian::<_, OutputBuilder, OutputSpine, _, _>(
+        let mut parts = Vec::new();
+        if !replayed.is_empty() {
+            parts.push(replay_pass(by_person.clone(), slots.clone(), replayed));
+        }
+        if !local.is_empty() {
+            parts.push(event_pass(by_person, slots, local));
+        }
+        let mut parts = parts.into_iter();
+        let Some(first) = parts.next() else { return };
+        first
+            .concatenate(parts)
+            .inspect_batch(move |_, data| {
+                let mut updates: Vec<((u32, Contribution), isize)> = data
+                    .iter()
+                    .map(|(update, _, diff)| (update.clone(), *diff))
+                    .collect();
+                consolidate(&mut updates);
+                if updates.is_empty() {
+                    return;
+                }
+                let updates = updates
+                    .into_iter()
+                    .map(|((slot, c), diff)| (slot, c, diff))
+                    .collect();
+                drop(out.send(Output::Updates { set, updates }));
+            })
+            .probe_with(&probe);
+    });
+    InstalledSet {
+        dataflow,
+        probe,
+        sink,
+        reported: None,
+    }
+}
+
+type PersonArranged<'s> = Arranged<'s, PersonTrace>;
+type SlotUpdates<'s> = VecCollection<'s, Time, (u32, Contribution), isize>;
+
+/// The insights in `which` that replay histories: one `reduce` per touched person runs them all.
+fn replay_pass<'s>(
+    by_person: PersonArranged<'s>,
+    slots: Arc<[InsightSlot]>,
+    which: Vec<u32>,
+) -> SlotUpdates<'s> {
+    let mut buffer: Vec<(Contribution, isize)> = Vec::new();
+    by_person
+        .reduce_abelian::<_, OutputBuilder, OutputSpine, _, _>(
             "InsightSet",
             move |person: &PersonKey, input: &[(&PersonItem, isize)], output| {
                 let mut props: &[(Sym, PropValue)] = &[];
@@ -448,37 +519,57 @@ fn install(
                     events: &rows,
                     props,
                 };
-                for (index, slot) in slots.iter().enumerate() {
-                    if slot.op.project() != person.0 {
+                for index in &which {
+                    let op = &slots[*index as usize].op;
+                    if op.project() != person.0 {
                         continue;
                     }
-                    slot.op.person_pass(&view, &mut buffer);
-                    output.extend(buffer.drain(..).map(|(c, d)| ((index as u32, c), d)));
+                    op.person_pass(&view, &mut buffer);
+                    output.extend(buffer.drain(..).map(|(c, d)| ((*index, c), d)));
                 }
             },
             |vec, key, upds| {
                 vec.clear();
                 vec.extend(upds.drain(..).map(|(v, t, r)| ((*key, v), t, r)));
             },
-        );
-        contributions
-            .as_collection(|_, v| v.clone())
-            .inspect_batch(move |_, data| {
-                if data.is_empty() {
-                    return;
+        )
+        .as_collection(|_, v| v.clone())
+}
+
+/// The event-local insights in `which`: each event is mapped once as it arrives, and
+/// contributions that count persons go through a `distinct` on (person, contribution).
+fn event_pass<'s>(
+    by_person: PersonArranged<'s>,
+    slots: Arc<[InsightSlot]>,
+    which: Vec<u32>,
+) -> SlotUpdates<'s> {
+    let mut buffer: Vec<(Contribution, Combine)> = Vec::new();
+    let mapped = by_person.flat_map_ref(move |person: &PersonKey, item: &PersonItem| {
+        let mut emitted = Vec::new();
+        if let PersonItem::Event(row) = item {
+            for index in &which {
+                let op = &slots[*index as usize].op;
+                if op.project() != person.0 {
+                    continue;
                 }
-                let updates = data
-                    .iter()
-                    .map(|((slot, c), _, diff)| (*slot, c.clone(), *diff))
-                    .collect();
-                drop(out.send(Output::Updates { set, updates }));
-            })
-            .probe_with(&probe);
+                op.event_pass(row, &mut buffer);
+                emitted.extend(buffer.drain(..).map(|(c, how)| {
+                    let counted_for = (how == Combine::Distinct).then_some(*person);
+                    (*index, counted_for, c)
+                }));
+            }
+        }
+        emitted
     });
-    InstalledSet {
-        dataflow,
-        probe,
-        sink,
-        reported: None,
-    }
+    let summed = mapped
+        .clone()
+        .filter(|(_, counted_for, _)| counted_for.is_none())
+        .map(|(index, _, c)| (index, c));
+    let persons = mapped
+        .flat_map(|(index, counted_for, c)| counted_for.map(|person| (index, person, c)))
+        // Not `distinct_total`: in differential 0.25.1 it never retracts a key whose count
+        // falls back to zero (its threshold is 1 whatever the count).
+        .threshold_total(|_, count: &isize| isize::from(*count > 0))
+        .map(|(index, _, c)| (index, c));
+    summed.concat(persons)
 }
