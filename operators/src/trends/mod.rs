@@ -51,7 +51,7 @@ use std::sync::Arc;
 
 use quill_pipeline::event::ProjectId;
 use quill_pipeline::graph::{
-    Aggregator, BuildContext, Combine, Contribution, EventRow, InsightOperator, Interner,
+    Aggregator, BuildContext, Cell, Combine, Contribution, EventRow, InsightOperator, Interner,
     PersonView, PropValue, Sym,
 };
 
@@ -119,19 +119,22 @@ impl InsightOperator for TrendsOperator {
                 .any(|s| matches!(s.math, Math::PerActor(_)))
     }
 
-    fn event_pass(&self, row: &EventRow, out: &mut Vec<(Contribution, Combine)>) {
+    fn event_pass(&self, row: &EventRow, out: &mut Vec<(Cell, Combine)>) {
         for (index, series) in self.config.series.iter().enumerate() {
             let index = index as i64;
             self.row_cells(series, row, &[], |bucket, breakdown, value| {
                 let emitted = match series.math {
-                    Math::Total => (vec![index, bucket, breakdown], Combine::Sum),
-                    Math::Property { .. } => (vec![index, bucket, breakdown, value], Combine::Sum),
+                    Math::Total => (Cell::new(&[index, bucket, breakdown]), Combine::Sum),
+                    Math::Property { .. } => {
+                        (Cell::new(&[index, bucket, breakdown, value]), Combine::Sum)
+                    }
                     Math::Dau | Math::Active { .. } => {
-                        (vec![index, bucket, breakdown], Combine::Distinct)
+                        (Cell::new(&[index, bucket, breakdown]), Combine::Distinct)
                     }
-                    Math::UniqueSession => {
-                        (vec![index, bucket, breakdown, value], Combine::Distinct)
-                    }
+                    Math::UniqueSession => (
+                        Cell::new(&[index, bucket, breakdown, value]),
+                        Combine::Distinct,
+                    ),
                     // Not event-local (see `event_local`).
                     Math::PerActor(_) => return,
                 };

@@ -17,7 +17,7 @@ mod tests;
 
 pub use engine::{Engine, EngineError, Published};
 pub use operator::{
-    evaluate, Aggregator, BuildContext, Combine, Contribution, InsightOperator, PersonView,
+    evaluate, Aggregator, BuildContext, Cell, Combine, Contribution, InsightOperator, PersonView,
 };
 pub use row::{EventRow, Interner, PropValue, Sym};
 pub use runtime::{Mapping, PersonKey, PersonProps, Round, Time};

@@ -25,6 +25,8 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::event::ProjectId;
 
 use super::row::{EventRow, Interner, PropValue, Sym};
@@ -83,7 +85,42 @@ pub trait InsightOperator: Send + Sync + 'static {
     /// One event's contributions, for an event-local insight. A person's `person_pass` equals
     /// the sum of their events' [`Combine::Sum`] contributions plus each distinct
     /// [`Combine::Distinct`] contribution once.
-    fn event_pass(&self, _row: &EventRow, _out: &mut Vec<(Contribution, Combine)>) {}
+    fn event_pass(&self, _row: &EventRow, _out: &mut Vec<(Cell, Combine)>) {}
+}
+
+/// An event-local contribution: up to [`Cell::MAX`] integers kept inline, because the runtime
+/// makes one per event and keys its person counts by them; a heap allocation each would cost
+/// more than the insight's own work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Cell {
+    len: u8,
+    values: [i64; Cell::MAX],
+}
+
+impl Cell {
+    /// The most integers a cell holds.
+    pub const MAX: usize = 4;
+
+    /// A cell of `values`; integers past [`Cell::MAX`] are a bug in the operator, and dropped.
+    pub fn new(values: &[i64]) -> Self {
+        debug_assert!(
+            values.len() <= Self::MAX,
+            "a cell holds {} integers",
+            Self::MAX
+        );
+        let len = values.len().min(Self::MAX);
+        let mut cell = Cell {
+            len: len as u8,
+            values: [0; Self::MAX],
+        };
+        cell.values[..len].copy_from_slice(&values[..len]);
+        cell
+    }
+
+    /// The integers.
+    pub fn as_slice(&self) -> &[i64] {
+        &self.values[..usize::from(self.len)]
+    }
 }
 
 /// How an event-local contribution adds up over one person's events.

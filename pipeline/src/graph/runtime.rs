@@ -17,8 +17,8 @@
 //! be built), with input data partitioned between workers.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,9 +26,9 @@ use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::operators::ThresholdTotal;
-use differential_dataflow::VecCollection;
 use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use differential_dataflow::trace::TraceReader;
+use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
@@ -36,7 +36,7 @@ use timely::progress::frontier::AntichainRef;
 
 use crate::event::ProjectId;
 
-use super::operator::{Combine, Contribution, InsightOperator, PersonView};
+use super::operator::{Cell, Combine, Contribution, InsightOperator, PersonView};
 use super::row::{EventRow, PropValue, Sym};
 
 /// Logical time of the dataflow: the round number.
@@ -467,7 +467,7 @@ fn install(
         first
             .concatenate(parts)
             .inspect_batch(move |_, data| {
-                let mut updates: Vec<((u32, Contribution), isize)> = data
+                let mut updates: Vec<((u32, SlotCell), isize)> = data
                     .iter()
                     .map(|(update, _, diff)| (update.clone(), *diff))
                     .collect();
@@ -477,7 +477,7 @@ fn install(
                 }
                 let updates = updates
                     .into_iter()
-                    .map(|((slot, c), diff)| (slot, c, diff))
+                    .map(|((slot, c), diff)| (slot, c.into_contribution(), diff))
                     .collect();
                 drop(out.send(Output::Updates { set, updates }));
             })
@@ -492,7 +492,24 @@ fn install(
 }
 
 type PersonArranged<'s> = Arranged<'s, PersonTrace>;
-type SlotUpdates<'s> = VecCollection<'s, Time, (u32, Contribution), isize>;
+type SlotUpdates<'s> = VecCollection<'s, Time, (u32, SlotCell), isize>;
+
+/// A contribution on its way to the collector: replayed insights emit vectors, event-local ones
+/// inline cells.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum SlotCell {
+    Replayed(Contribution),
+    Local(Cell),
+}
+
+impl SlotCell {
+    fn into_contribution(self) -> Contribution {
+        match self {
+            SlotCell::Replayed(c) => c,
+            SlotCell::Local(cell) => cell.as_slice().to_vec(),
+        }
+    }
+}
 
 /// The insights in `which` that replay histories: one `reduce` per touched person runs them all.
 fn replay_pass<'s>(
@@ -533,7 +550,7 @@ fn replay_pass<'s>(
                 vec.extend(upds.drain(..).map(|(v, t, r)| ((*key, v), t, r)));
             },
         )
-        .as_collection(|_, v| v.clone())
+        .as_collection(|_, (index, c)| (*index, SlotCell::Replayed(c.clone())))
 }
 
 /// The event-local insights in `which`: each event is mapped once as it arrives, and
@@ -543,7 +560,7 @@ fn event_pass<'s>(
     slots: Arc<[InsightSlot]>,
     which: Vec<u32>,
 ) -> SlotUpdates<'s> {
-    let mut buffer: Vec<(Contribution, Combine)> = Vec::new();
+    let mut buffer: Vec<(Cell, Combine)> = Vec::new();
     let mapped = by_person.flat_map_ref(move |person: &PersonKey, item: &PersonItem| {
         let mut emitted = Vec::new();
         if let PersonItem::Event(row) = item {
@@ -564,12 +581,12 @@ fn event_pass<'s>(
     let summed = mapped
         .clone()
         .filter(|(_, counted_for, _)| counted_for.is_none())
-        .map(|(index, _, c)| (index, c));
+        .map(|(index, _, c)| (index, SlotCell::Local(c)));
     let persons = mapped
         .flat_map(|(index, counted_for, c)| counted_for.map(|person| (index, person, c)))
         // Not `distinct_total`: in differential 0.25.1 it never retracts a key whose count
         // falls back to zero (its threshold is 1 whatever the count).
         .threshold_total(|_, count: &isize| isize::from(*count > 0))
-        .map(|(index, _, c)| (index, c));
+        .map(|(index, _, c)| (index, SlotCell::Local(c)));
     summed.concat(persons)
 }
