@@ -105,7 +105,7 @@ pub(crate) fn to_json_depth(v: &Value, marked: &mut Vec<usize>) -> Json {
         ),
         Value::Dict(d) => {
             let mut m = Map::new();
-            for (k, val) in d.0.borrow().iter() {
+            for (k, val) in d.borrow().iter() {
                 let key = match k {
                     Key::Str(s) => String::from(&**s),
                     other => print_string_output(&other.to_value()),
@@ -260,7 +260,7 @@ fn write_json(v: &Value, indent: usize, level: usize, out: &mut String, marked: 
             out.push(']');
         }
         Value::Dict(d) => {
-            let map = d.0.borrow();
+            let map = d.borrow();
             out.push('{');
             for (i, (k, val)) in map.iter().enumerate() {
                 if i > 0 {

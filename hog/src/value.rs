@@ -12,6 +12,7 @@ use indexmap::IndexMap;
 use crate::bytecode::Chunk;
 use crate::fasthash::FastState;
 
+pub use crate::dict::DictData;
 pub use crate::string::Str;
 
 /// A time zone name (kept as a plain shared string so [`Value`] stays 32 bytes).
@@ -108,10 +109,6 @@ impl Key {
 /// The storage of an array or tuple.
 #[derive(Debug, Default)]
 pub struct ArrayData(pub RefCell<Vec<Value>>);
-
-/// The storage of a dict (insertion ordered).
-#[derive(Debug, Default)]
-pub struct DictData(pub RefCell<Dict>);
 
 /// A Hog error value: `Error('message', payload)`.
 #[derive(Debug)]
@@ -357,9 +354,8 @@ impl Value {
                 }
             }
             Value::Dict(rc) => {
-                if let Ok(data) = Rc::try_unwrap(rc) {
-                    let map = std::mem::take(&mut *data.0.borrow_mut());
-                    work.extend(map.into_values());
+                if let Ok(mut data) = Rc::try_unwrap(rc) {
+                    work.extend(data.take_mut().into_values());
                 }
             }
             Value::Error(rc) => {
@@ -434,9 +430,7 @@ impl Drop for ArrayData {
 
 impl Drop for DictData {
     fn drop(&mut self) {
-        drop_children(std::mem::take(self.0.get_mut()), |map| {
-            map.into_values().collect()
-        });
+        drop_children(self.take_mut(), |map| map.into_values().collect());
     }
 }
 

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 use super::calls::{call_native, host_fn};
-use super::globals::Templates;
 use super::ops::{arith, compare, contains, get_property, like_to_regex};
 use super::state::{self, VmState};
 use super::{ExecError, ExecOptions, ExecResult, Outcome};
@@ -64,7 +63,6 @@ pub(super) struct Vm<'o> {
     pub frames: Vec<Frame>,
     pub open_ups: Vec<(usize, Rc<UpvalueCell>)>,
     pub tries: Vec<TryFrame>,
-    pub templates: Templates,
     pub opts: &'o ExecOptions,
     pub ops: u64,
     pub async_steps: usize,
@@ -112,7 +110,6 @@ impl<'o> Vm<'o> {
             frames: Vec::with_capacity(4),
             open_ups: Vec::new(),
             tries: Vec::new(),
-            templates: Templates::default(),
             opts,
             ops: 0,
             async_steps: 0,
