@@ -54,6 +54,11 @@ fn json_depth(heap: &mut Heap, j: &Json, depth: usize) -> Value {
 }
 
 pub(crate) fn special_object(m: &Map<String, Json>) -> Option<Value> {
+    // Both markers start with `_`. Scanning a small object's keys for one is cheaper than two
+    // lookups (each a string comparison per key of the node searched); most objects have none.
+    if m.len() <= 16 && !m.keys().any(|k| k.as_bytes().first() == Some(&b'_')) {
+        return None;
+    }
     if m.get("__hogDateTime__") == Some(&Json::Bool(true)) {
         return Some(Value::DateTime {
             dt: m.get("dt")?.as_f64()?,
@@ -105,7 +110,7 @@ pub(crate) fn to_json_depth(v: &Value, marked: &mut Vec<usize>) -> Json {
         ),
         Value::Dict(d) => {
             let mut m = Map::new();
-            for (k, val) in d.0.borrow().iter() {
+            for (k, val) in d.borrow().iter() {
                 let key = match k {
                     Key::Str(s) => String::from(&**s),
                     other => print_string_output(&other.to_value()),
@@ -260,7 +265,7 @@ fn write_json(v: &Value, indent: usize, level: usize, out: &mut String, marked: 
             out.push(']');
         }
         Value::Dict(d) => {
-            let map = d.0.borrow();
+            let map = d.borrow();
             out.push('{');
             for (i, (k, val)) in map.iter().enumerate() {
                 if i > 0 {

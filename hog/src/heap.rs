@@ -12,8 +12,10 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
+use serde_json::{Map, Value as Json};
+
 use crate::error::VmError;
-use crate::value::{ArrayData, Dict, DictData, Key, Upvalue, UpvalueCell, Value};
+use crate::value::{ArrayData, Dict, DictData, Upvalue, UpvalueCell, Value};
 
 /// Cost of one value in the estimate.
 pub const UNIT: usize = 8;
@@ -24,9 +26,108 @@ enum Tracked {
     Upvalue(Weak<UpvalueCell>),
 }
 
+/// The containers made in one run, as weak references. Shared (behind an `Rc`) with the lazy
+/// dicts of the run, which register the containers their entries convert into.
+#[derive(Default)]
+pub struct Registry {
+    tracked: RefCell<Vec<Tracked>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("tracked", &self.tracked.borrow().len())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// Registers a new array.
+    pub fn array(&self, items: Vec<Value>) -> Value {
+        let rc = Rc::new(ArrayData(RefCell::new(items)));
+        self.tracked
+            .borrow_mut()
+            .push(Tracked::Array(Rc::downgrade(&rc)));
+        Value::Array(rc)
+    }
+
+    /// Registers a new tuple.
+    pub fn tuple(&self, items: Vec<Value>) -> Value {
+        let rc = Rc::new(ArrayData(RefCell::new(items)));
+        self.tracked
+            .borrow_mut()
+            .push(Tracked::Array(Rc::downgrade(&rc)));
+        Value::Tuple(rc)
+    }
+
+    /// Registers a new dict.
+    pub fn dict(&self, map: Dict) -> Value {
+        self.register_dict(DictData::new(map))
+    }
+
+    /// Registers a new lazy copy of a JSON object read at `depth` (see [`crate::dict`]).
+    ///
+    /// # Safety
+    ///
+    /// `source` must stay alive and unchanged until this registry is cleared.
+    pub(crate) unsafe fn lazy_dict(
+        self: &Rc<Self>,
+        source: &Map<String, Json>,
+        depth: usize,
+    ) -> Value {
+        // SAFETY: the caller's promise, and the dict is registered just below.
+        let data = unsafe { DictData::lazy(source, depth, self.clone()) };
+        self.register_dict(data)
+    }
+
+    fn register_dict(&self, data: DictData) -> Value {
+        let rc = Rc::new(data);
+        self.tracked
+            .borrow_mut()
+            .push(Tracked::Dict(Rc::downgrade(&rc)));
+        Value::Dict(rc)
+    }
+
+    /// Registers a new upvalue cell.
+    pub fn upvalue(&self, up: Upvalue) -> Rc<UpvalueCell> {
+        let rc = Rc::new(UpvalueCell(RefCell::new(up)));
+        self.tracked
+            .borrow_mut()
+            .push(Tracked::Upvalue(Rc::downgrade(&rc)));
+        rc
+    }
+
+    /// Empties every container still alive, breaking reference cycles (and taking every lazy
+    /// dict's pointer into the globals).
+    pub fn clear(&self) {
+        let tracked = std::mem::take(&mut *self.tracked.borrow_mut());
+        for t in tracked {
+            match t {
+                Tracked::Array(w) => {
+                    if let Some(a) = w.upgrade() {
+                        let items = std::mem::take(&mut *a.0.borrow_mut());
+                        drop(items);
+                    }
+                }
+                Tracked::Dict(w) => {
+                    if let Some(d) = w.upgrade() {
+                        drop(d.take());
+                    }
+                }
+                Tracked::Upvalue(w) => {
+                    if let Some(u) = w.upgrade() {
+                        let old = std::mem::replace(&mut *u.0.borrow_mut(), Upvalue::Open(0));
+                        drop(old);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The allocation registry and memory estimate of one run.
 pub struct Heap {
-    tracked: Vec<Tracked>,
+    registry: Rc<Registry>,
     limit: usize,
     last_live: usize,
     pending: usize,
@@ -48,12 +149,19 @@ impl Heap {
     /// A heap with a cap in bytes (0 means no cap).
     pub fn new(limit: usize) -> Self {
         Heap {
-            tracked: Vec::with_capacity(16),
+            registry: Rc::new(Registry {
+                tracked: RefCell::new(Vec::with_capacity(16)),
+            }),
             limit,
             last_live: 0,
             pending: 0,
             max_seen: 0,
         }
+    }
+
+    /// The registry, for lazy dicts.
+    pub(crate) fn registry(&self) -> &Rc<Registry> {
+        &self.registry
     }
 
     /// Charges `bytes` that are about to be allocated. `roots` yields the values on the stack.
@@ -84,7 +192,7 @@ impl Heap {
     /// Measures the live estimate, forgetting containers that no longer exist.
     pub fn measure<'a>(&mut self, roots: impl Iterator<Item = &'a Value>) -> usize {
         let mut total: usize = roots.map(slot_cost).sum();
-        self.tracked.retain(|t| match t {
+        self.registry.tracked.borrow_mut().retain(|t| match t {
             Tracked::Array(w) => match w.upgrade() {
                 Some(a) => {
                     total += UNIT + a.0.borrow().iter().map(slot_cost).sum::<usize>();
@@ -94,12 +202,7 @@ impl Heap {
             },
             Tracked::Dict(w) => match w.upgrade() {
                 Some(d) => {
-                    total += UNIT
-                        + d.0
-                            .borrow()
-                            .iter()
-                            .map(|(k, v)| key_cost(k) + slot_cost(v))
-                            .sum::<usize>();
+                    total += d.cost();
                     true
                 }
                 None => false,
@@ -120,63 +223,27 @@ impl Heap {
 
     /// Registers a new array.
     pub fn array(&mut self, items: Vec<Value>) -> Value {
-        let rc = Rc::new(ArrayData(RefCell::new(items)));
-        self.tracked.push(Tracked::Array(Rc::downgrade(&rc)));
-        Value::Array(rc)
+        self.registry.array(items)
     }
 
     /// Registers a new tuple.
     pub fn tuple(&mut self, items: Vec<Value>) -> Value {
-        let rc = Rc::new(ArrayData(RefCell::new(items)));
-        self.tracked.push(Tracked::Array(Rc::downgrade(&rc)));
-        Value::Tuple(rc)
+        self.registry.tuple(items)
     }
 
     /// Registers a new dict.
     pub fn dict(&mut self, map: Dict) -> Value {
-        let rc = Rc::new(DictData(RefCell::new(map)));
-        self.tracked.push(Tracked::Dict(Rc::downgrade(&rc)));
-        Value::Dict(rc)
+        self.registry.dict(map)
     }
 
     /// Registers a new upvalue cell.
     pub fn upvalue(&mut self, up: Upvalue) -> Rc<UpvalueCell> {
-        let rc = Rc::new(UpvalueCell(RefCell::new(up)));
-        self.tracked.push(Tracked::Upvalue(Rc::downgrade(&rc)));
-        rc
+        self.registry.upvalue(up)
     }
 
     /// Empties every container still alive, breaking reference cycles.
     pub fn clear(&mut self) {
-        for t in std::mem::take(&mut self.tracked) {
-            match t {
-                Tracked::Array(w) => {
-                    if let Some(a) = w.upgrade() {
-                        let items = std::mem::take(&mut *a.0.borrow_mut());
-                        drop(items);
-                    }
-                }
-                Tracked::Dict(w) => {
-                    if let Some(d) = w.upgrade() {
-                        let map = std::mem::take(&mut *d.0.borrow_mut());
-                        drop(map);
-                    }
-                }
-                Tracked::Upvalue(w) => {
-                    if let Some(u) = w.upgrade() {
-                        let old = std::mem::replace(&mut *u.0.borrow_mut(), Upvalue::Open(0));
-                        drop(old);
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn key_cost(k: &Key) -> usize {
-    match k {
-        Key::Str(s) => UNIT + s.len(),
-        _ => UNIT,
+        self.registry.clear();
     }
 }
 
@@ -189,6 +256,7 @@ impl Drop for Heap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::Key;
 
     #[test]
     fn charges_up_to_the_limit() {
@@ -206,7 +274,7 @@ mod tests {
         let d = heap.dict(Dict::default());
         let weak = match &d {
             Value::Dict(rc) => {
-                rc.0.borrow_mut().insert(Key::Int(1), d.clone());
+                rc.insert(Key::Int(1), d.clone());
                 Rc::downgrade(rc)
             }
             _ => unreachable!(),

@@ -19,6 +19,7 @@ pub mod ast;
 pub mod bytecode;
 pub mod compiler;
 pub mod convert;
+pub mod dict;
 pub mod error;
 pub mod fasthash;
 pub mod heap;

@@ -32,11 +32,12 @@
 //! assert_eq!(event, json!({"properties": {"email": "x", "plan": "pro"}}));
 //! ```
 
-use serde_json::{Number, Value as Json};
+use serde_json::{Map, Number, Value as Json};
 
 use crate::convert::{to_json_depth, MAX_JSON_DEPTH};
+use crate::dict::round_trip;
 use crate::print::print_value;
-use crate::value::{Key, KeyRef, Str, Value};
+use crate::value::{DictData, Key, KeyRef, Str, Value};
 
 /// What to change in a JSON value so that it equals a Hog value's conversion.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +98,10 @@ pub fn diff(v: &Value, j: &Json) -> JsonPatch {
 fn diff_in(v: &Value, j: &Json, marked: &mut Vec<usize>) -> JsonPatch {
     if let (Value::Dict(d), Json::Object(m)) = (v, j) {
         let id = std::rc::Rc::as_ptr(d) as usize;
-        let dict = d.0.borrow();
+        if let Some(p) = diff_lazy(d, m, id, marked) {
+            return p;
+        }
+        let dict = d.borrow();
         // The cases `to_json_depth` turns into `null`, and dicts whose non-string keys print as
         // strings (which could collide), go the general way below.
         if marked.len() <= MAX_JSON_DEPTH
@@ -156,6 +160,68 @@ fn diff_in(v: &Value, j: &Json, marked: &mut Vec<usize>) -> JsonPatch {
     }
 }
 
+/// The diff of a lazy dict read from `m` itself: its overrides compared as usual, and the
+/// entries it never converted kept (unless converting them would change them). `None` when `d`
+/// is not a lazy copy of `m`, or when a case the general way handles arises.
+fn diff_lazy(
+    d: &DictData,
+    m: &Map<String, Json>,
+    id: usize,
+    marked: &mut Vec<usize>,
+) -> Option<JsonPatch> {
+    let (overrides, read_depth) = d.lazy_parts(m)?;
+    if marked.len() > MAX_JSON_DEPTH
+        || marked.contains(&id)
+        || !overrides.iter().all(|(k, _)| matches!(k, Key::Str(_)))
+    {
+        return None;
+    }
+    marked.push(id);
+    let mut set = Vec::new();
+    for (k, x) in overrides.iter() {
+        let Key::Str(k) = k else { continue };
+        match m.get(k.as_str()) {
+            Some(y) => {
+                let p = diff_in(x, y, marked);
+                if !p.is_keep() {
+                    set.push((k.clone(), p));
+                }
+            }
+            None => set.push((k.clone(), JsonPatch::Replace(to_json_depth(x, marked)))),
+        }
+    }
+    // Few keys are overridden (a search beats hashing), unless many were set.
+    let names: Option<std::collections::HashSet<&str>> =
+        (overrides.len() > 16).then(|| overrides.iter().filter_map(|(k, _)| k_str(k)).collect());
+    let overridden = |k: &str| match &names {
+        Some(set) => set.contains(k),
+        None => overrides.iter().any(|(o, _)| k_str(o) == Some(k)),
+    };
+    for (k, y) in m {
+        if !overridden(k) {
+            if let Some(converted) = round_trip(y, read_depth, marked) {
+                set.push((Str::from(k), JsonPatch::Replace(converted)));
+            }
+        }
+    }
+    marked.pop();
+    Some(if set.is_empty() {
+        JsonPatch::Keep
+    } else {
+        JsonPatch::Object {
+            set,
+            remove: Vec::new(),
+        }
+    })
+}
+
+fn k_str(k: &Key) -> Option<&str> {
+    match k {
+        Key::Str(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
 /// Whether `to_json_depth(v, marked) == *j`, without building the conversion where it can.
 fn equal(v: &Value, j: &Json, marked: &mut Vec<usize>) -> bool {
     if marked.len() > MAX_JSON_DEPTH {
@@ -163,7 +229,7 @@ fn equal(v: &Value, j: &Json, marked: &mut Vec<usize>) -> bool {
     }
     let rare = match v {
         Value::Date { .. } | Value::DateTime { .. } | Value::Error(_) => true,
-        Value::Dict(d) => d.0.borrow().keys().any(|k| !matches!(k, Key::Str(_))),
+        Value::Dict(d) => d.borrow().keys().any(|k| !matches!(k, Key::Str(_))),
         _ => false,
     };
     if rare {
@@ -190,7 +256,7 @@ fn equal(v: &Value, j: &Json, marked: &mut Vec<usize>) -> bool {
             a.len() == items.len() && a.iter().zip(items).all(|(x, y)| equal(x, y, marked))
         }
         (Value::Dict(d), Json::Object(m)) => {
-            let d = d.0.borrow();
+            let d = d.borrow();
             d.len() == m.len()
                 && d.iter().all(|(k, x)| match k {
                     Key::Str(k) => m.get(&**k).is_some_and(|y| equal(x, y, marked)),

@@ -186,7 +186,7 @@ fn write_value(v: &Value, out: &mut String, marked: &mut Vec<usize>, depth: usiz
         }
         Value::Dict(d) => {
             out.push('{');
-            for (i, (k, val)) in d.0.borrow().iter().enumerate() {
+            for (i, (k, val)) in d.borrow().iter().enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }

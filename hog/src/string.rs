@@ -18,10 +18,23 @@ pub const INLINE: usize = 22;
 #[derive(Clone)]
 pub struct Str(Repr);
 
-#[derive(Clone)]
 enum Repr {
     Inline { len: u8, buf: [u8; INLINE] },
     Shared(Rc<str>),
+}
+
+impl Clone for Repr {
+    // Inlined (see `Value`'s `Clone`); an inline string copies whole rather than field by field.
+    #[inline]
+    fn clone(&self) -> Repr {
+        match self {
+            Repr::Inline { len, buf } => Repr::Inline {
+                len: *len,
+                buf: *buf,
+            },
+            Repr::Shared(s) => Repr::Shared(s.clone()),
+        }
+    }
 }
 
 impl Str {

@@ -28,7 +28,7 @@ pub(super) fn register(add: Reg<'_>) {
             Value::Array(x) | Value::Tuple(x) => {
                 (0..x.0.borrow().len() as i64).map(Value::Int).collect()
             }
-            Value::Dict(d) => d.0.borrow().keys().map(|k| k.to_value()).collect(),
+            Value::Dict(d) => d.borrow().keys().map(|k| k.to_value()).collect(),
             _ => vec![],
         };
         new_array(rt, v)
@@ -36,7 +36,7 @@ pub(super) fn register(add: Reg<'_>) {
     add("values", 1, Some(1), |rt, _, a| {
         let v = match arg(a, 0) {
             Value::Array(x) | Value::Tuple(x) => x.0.borrow().clone(),
-            Value::Dict(d) => d.0.borrow().values().cloned().collect(),
+            Value::Dict(d) => d.borrow().values().cloned().collect(),
             _ => vec![],
         };
         new_array(rt, v)
@@ -137,7 +137,7 @@ pub(super) fn register(add: Reg<'_>) {
         let mut cur = obj;
         for key in &a[1..] {
             let exists = match (&cur, key) {
-                (Value::Dict(d), k) => k.key_ref().is_some_and(|k| d.0.borrow().contains_key(&k)),
+                (Value::Dict(d), k) => k.key_ref().is_some_and(|k| d.borrow().contains_key(&k)),
                 (Value::Array(x), Value::Int(i)) => {
                     let n = x.0.borrow().len() as i64;
                     *i != 0 && i.abs() <= n
@@ -157,7 +157,7 @@ pub(super) fn register(add: Reg<'_>) {
         };
         Ok(Value::Int(match v {
             Value::Array(x) => x.0.borrow().len() as i64,
-            Value::Dict(d) => d.0.borrow().len() as i64,
+            Value::Dict(d) => d.borrow().len() as i64,
             _ => 0,
         }))
     });

@@ -36,7 +36,7 @@ pub(super) fn register(add: Reg<'_>) {
             Value::Str(x) if x.is_ascii() => x.len() as i64,
             Value::Str(x) => x.encode_utf16().count() as i64,
             Value::Array(x) | Value::Tuple(x) => x.0.borrow().len() as i64,
-            Value::Dict(d) => d.0.borrow().len() as i64,
+            Value::Dict(d) => d.borrow().len() as i64,
             _ => 0,
         }))
     });
@@ -220,7 +220,7 @@ fn is_empty(v: &Value) -> bool {
         Value::Null => true,
         Value::Str(x) => x.is_empty(),
         Value::Array(x) | Value::Tuple(x) => x.0.borrow().is_empty(),
-        Value::Dict(d) => d.0.borrow().is_empty(),
+        Value::Dict(d) => d.borrow().is_empty(),
         _ => false,
     }
 }

@@ -99,12 +99,7 @@ impl Vm<'_> {
                     VmError::exception(format!("Invalid dict key of type {}", key.type_name()))
                 })?;
                 self.charge(cost)?;
-                let mut map = d.0.borrow_mut();
-                if map.capacity() == 0 {
-                    // `{}` filled key by key: skip the smallest sizes of table.
-                    map.reserve(8);
-                }
-                map.insert(k, value);
+                d.insert(k, value);
                 Ok(())
             }
             Value::Array(a) | Value::Tuple(a) => {

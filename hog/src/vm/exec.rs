@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 
 use super::calls::{call_native, host_fn};
-use super::globals::Templates;
 use super::ops::{arith, compare, contains, get_property, like_to_regex};
 use super::state::{self, VmState};
 use super::{ExecError, ExecOptions, ExecResult, Outcome};
@@ -64,7 +63,6 @@ pub(super) struct Vm<'o> {
     pub frames: Vec<Frame>,
     pub open_ups: Vec<(usize, Rc<UpvalueCell>)>,
     pub tries: Vec<TryFrame>,
-    pub templates: Templates,
     pub opts: &'o ExecOptions,
     pub ops: u64,
     pub async_steps: usize,
@@ -112,7 +110,6 @@ impl<'o> Vm<'o> {
             frames: Vec::with_capacity(4),
             open_ups: Vec::new(),
             tries: Vec::new(),
-            templates: Templates::default(),
             opts,
             ops: 0,
             async_steps: 0,
@@ -225,18 +222,18 @@ impl<'o> Vm<'o> {
             ip += 1;
             let mut reload = false;
             match instr {
-                Instr::True => self.push(Value::Bool(true))?,
-                Instr::False => self.push(Value::Bool(false))?,
-                Instr::Null => self.push(Value::Null)?,
-                Instr::Str(s) => self.push(Value::Str(s.clone()))?,
-                Instr::Int(i) => self.push(Value::Int(*i))?,
-                Instr::Float(f) => self.push(Value::Float(*f))?,
+                Instr::True => self.push_with(|| Value::Bool(true))?,
+                Instr::False => self.push_with(|| Value::Bool(false))?,
+                Instr::Null => self.push_with(|| Value::Null)?,
+                Instr::Str(s) => self.push_with(|| Value::Str(s.clone()))?,
+                Instr::Int(i) => self.push_with(|| Value::Int(*i))?,
+                Instr::Float(f) => self.push_with(|| Value::Float(*f))?,
                 Instr::Pop => {
                     self.pop()?;
                 }
                 Instr::Not => {
-                    let v = self.pop()?;
-                    self.push(Value::Bool(!v.truthy()))?
+                    let r = !self.pop()?.truthy();
+                    self.push_with(|| Value::Bool(r))?
                 }
                 Instr::And(n) | Instr::Or(n) => {
                     let at = self.split_point(*n)?;
@@ -247,7 +244,7 @@ impl<'o> Vm<'o> {
                         vals.iter().any(Value::truthy)
                     };
                     self.stack.truncate(at);
-                    self.push(Value::Bool(r))?
+                    self.push_with(|| Value::Bool(r))?
                 }
                 Instr::Plus | Instr::Minus | Instr::Mul | Instr::Div | Instr::Mod => {
                     let a = self.pop()?;
@@ -264,7 +261,8 @@ impl<'o> Vm<'o> {
                 Instr::Compare(c) => {
                     let a = self.pop()?;
                     let b = self.pop()?;
-                    self.push(Value::Bool(compare(&a, &b, *c)))?
+                    let r = compare(&a, &b, *c);
+                    self.push_with(|| Value::Bool(r))?
                 }
                 Instr::Like { ci, negate } => {
                     let s = self.pop()?;
@@ -299,7 +297,7 @@ impl<'o> Vm<'o> {
                     let needle = self.pop()?;
                     let hay = self.pop()?;
                     let r = contains(&hay, &needle)?;
-                    self.push(Value::Bool(r != *negate))?
+                    self.push_with(|| Value::Bool(r != *negate))?
                 }
                 Instr::InCohort => {
                     return Err(VmError::exception(
@@ -316,11 +314,15 @@ impl<'o> Vm<'o> {
                     self.push(v)?
                 }
                 Instr::GetLocal(i) => {
-                    let Some(v) = self.stack.get(base + i) else {
+                    let at = base + i;
+                    if at >= self.stack.len() {
                         return Err(VmError::exception(format!("Invalid local index: {i}")));
-                    };
-                    let v = v.clone();
-                    self.push(v)?
+                    }
+                    // Clones straight into the new slot: cloning into a temporary and pushing
+                    // it stalled on reading the temporary back (the loop's hottest spot).
+                    self.stack.extend_from_within(at..=at);
+                    let cost = self.stack.last().map_or(0, crate::heap::slot_cost);
+                    self.rt.heap.charge(cost, &self.stack)?
                 }
                 Instr::SetLocal(i) => {
                     let v = self.pop()?;

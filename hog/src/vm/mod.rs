@@ -132,8 +132,6 @@ pub fn run<'a>(bytecode: &'a Json, options: &'a ExecOptions) -> Result<ExecResul
 pub struct Program {
     json: std::rc::Rc<Json>,
     root: std::rc::Rc<crate::bytecode::Chunk>,
-    /// Object layouts of the globals seen in earlier runs (see `globals::Shapes`).
-    shapes: std::rc::Rc<std::cell::RefCell<globals::Shapes>>,
 }
 
 impl Program {
@@ -143,7 +141,6 @@ impl Program {
         Ok(Program {
             json: std::rc::Rc::new(bytecode.clone()),
             root: std::rc::Rc::new(root),
-            shapes: Default::default(),
         })
     }
 
@@ -163,12 +160,11 @@ impl Program {
         options: &ExecOptions,
         finish: impl FnOnce(&crate::value::Value) -> T,
     ) -> Result<ExecResult<T>, ExecError> {
-        let mut vm = exec::Vm::start_decoded(
+        let vm = exec::Vm::start_decoded(
             exec::Source::Shared(self.json.clone()),
             self.root.clone(),
             options,
         );
-        vm.templates.shapes = self.shapes.clone();
         vm.execute_with(finish)
     }
 }

@@ -170,7 +170,7 @@ fn eq_depth(a: &Value, b: &Value, depth: usize) -> bool {
             if std::rc::Rc::ptr_eq(x, y) {
                 return true;
             }
-            let (x, y) = (x.0.borrow(), y.0.borrow());
+            let (x, y) = (x.borrow(), y.borrow());
             x.len() == y.len()
                 && x.iter()
                     .all(|(k, v)| y.get(k).is_some_and(|w| eq_depth(v, w, depth + 1)))
@@ -249,9 +249,7 @@ pub fn contains(haystack: &Value, needle: &Value) -> Result<bool, VmError> {
         Value::Array(a) | Value::Tuple(a) => {
             Ok(a.0.borrow().iter().any(|x| values_equal(x, needle)))
         }
-        Value::Dict(d) => Ok(needle
-            .key_ref()
-            .is_some_and(|k| d.0.borrow().contains_key(&k))),
+        Value::Dict(d) => Ok(needle.key_ref().is_some_and(|k| d.contains_key(k))),
         Value::Str(s) => Ok(s.contains(crate::print::print_string_output(needle).as_str())),
         other => Err(VmError::exception(format!(
             "Can not check membership in a value of type {}",
@@ -281,7 +279,7 @@ pub fn like_to_regex(pattern: &str, case_insensitive: bool) -> String {
 pub fn get_property(obj: &Value, key: &Value) -> Result<Value, VmError> {
     Ok(match obj {
         Value::Dict(d) => match key.key_ref() {
-            Some(k) => d.0.borrow().get(&k).cloned().unwrap_or(Value::Null),
+            Some(k) => d.get(k).unwrap_or(Value::Null),
             None => Value::Null,
         },
         Value::Array(a) | Value::Tuple(a) => {

@@ -54,6 +54,28 @@ impl Vm<'_> {
         self.rt.heap.charge(cost, &self.stack)
     }
 
+    /// Pushes the value `make` builds, making room first: `Vec::push` keeps the value in a
+    /// temporary across its (rarely taken) growing call and copies it in afterwards, and that
+    /// copy stalls on reading back a temporary written piece by piece.
+    #[inline(always)]
+    pub(super) fn push_with(&mut self, make: impl FnOnce() -> Value) -> Result<(), VmError> {
+        if self.stack.len() == self.stack.capacity() {
+            self.stack.reserve(1);
+        }
+        let v = make();
+        let cost = slot_cost(&v);
+        match self.stack.spare_capacity_mut().first_mut() {
+            Some(slot) => {
+                slot.write(v);
+                let len = self.stack.len() + 1;
+                // SAFETY: the slot at the old length was just written.
+                unsafe { self.stack.set_len(len) }
+            }
+            None => self.stack.push(v),
+        }
+        self.rt.heap.charge(cost, &self.stack)
+    }
+
     pub(super) fn charge(&mut self, bytes: usize) -> Result<(), VmError> {
         self.rt.heap.charge(bytes, &self.stack)
     }

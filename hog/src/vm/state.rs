@@ -146,7 +146,7 @@ impl Capture {
                     .collect(),
             ),
             Value::Dict(d) => StateValue::Dict(
-                d.0.borrow()
+                d.borrow()
                     .iter()
                     .map(|(k, x)| {
                         (
