@@ -110,6 +110,55 @@ fn matches(event: &FunnelEvent, step: usize) -> bool {
 
 /// Every attempt of one person, in start order.
 pub fn attempts(events: &[FunnelEvent], shape: &Shape) -> Vec<Attempt> {
+    let mut out = Vec::new();
+    visit(events, shape, |start, positions, excluded| {
+        out.push(Attempt {
+            start,
+            positions: positions.to_vec(),
+            excluded,
+        })
+    });
+    out
+}
+
+/// The attempt that decides the person's result (see the module docs), without keeping the
+/// others: a busy person has an attempt per step-0 event, and this runs on every replay.
+pub fn best_attempt(events: &[FunnelEvent], shape: &Shape) -> Option<Attempt> {
+    let mut depth = None;
+    let mut best: Option<Attempt> = None;
+    visit(events, shape, |start, positions, excluded| {
+        let d = positions.len() - 1;
+        if depth.is_some_and(|max| d < max) {
+            return;
+        }
+        if depth.is_none_or(|max| d > max) {
+            depth = Some(d);
+            best = None;
+        }
+        if excluded {
+            return;
+        }
+        let reached_at = positions[d];
+        let better = best.as_ref().is_none_or(|b| {
+            (reached_at, std::cmp::Reverse(start)) < (b.reached_at(), std::cmp::Reverse(b.start))
+        });
+        if better {
+            let b = best.get_or_insert_with(|| Attempt {
+                start,
+                positions: Vec::with_capacity(positions.len()),
+                excluded,
+            });
+            b.start = start;
+            b.positions.clear();
+            b.positions.extend_from_slice(positions);
+        }
+    });
+    best
+}
+
+/// Calls `f(start, positions, excluded)` for every attempt, in start order, reusing one
+/// positions buffer.
+fn visit(events: &[FunnelEvent], shape: &Shape, mut f: impl FnMut(usize, &[usize], bool)) {
     let n = events.len();
     let steps = shape.steps.clamp(1, 64);
     let within =
@@ -117,11 +166,35 @@ pub fn attempts(events: &[FunnelEvent], shape: &Shape) -> Vec<Attempt> {
     let next_match: Vec<Vec<usize>> = (0..steps)
         .map(|s| next_table(n, |p| matches(&events[p], s)))
         .collect();
-    let mut out = Vec::new();
+    let next_excl: Vec<Vec<usize>> = (0..shape.exclusions.len().min(64))
+        .map(|j| next_table(n, |p| events[p].exclusions & (1u64 << j) != 0))
+        .collect();
+    let excluded = |positions: &[usize]| {
+        let start = positions[0];
+        let depth = positions.len() - 1;
+        shape
+            .exclusions
+            .iter()
+            .zip(&next_excl)
+            .any(|(range, table)| {
+                if depth < range.from {
+                    return false;
+                }
+                let x = table[positions[range.from] + 1];
+                if depth >= range.to {
+                    x < positions[range.to]
+                } else {
+                    within(start, x)
+                }
+            })
+    };
+    let mut positions: Vec<usize> = Vec::with_capacity(steps);
+    let mut emit = |positions: &[usize]| f(positions[0], positions, excluded(positions));
     match shape.order {
         Order::Ordered => {
             for start in (0..n).filter(|&p| matches(&events[p], 0)) {
-                let mut positions = vec![start];
+                positions.clear();
+                positions.push(start);
                 for table in &next_match[1..] {
                     let q = table[positions[positions.len() - 1] + 1];
                     if !within(start, q) {
@@ -129,7 +202,7 @@ pub fn attempts(events: &[FunnelEvent], shape: &Shape) -> Vec<Attempt> {
                     }
                     positions.push(q);
                 }
-                out.push(positions);
+                emit(&positions);
             }
         }
         Order::Strict => {
@@ -139,7 +212,8 @@ pub fn attempts(events: &[FunnelEvent], shape: &Shape) -> Vec<Attempt> {
                 .map(|k| next_table(n, |p| !matches(&events[p], k) || matches(&events[p], k + 1)))
                 .collect();
             for start in (0..n).filter(|&p| matches(&events[p], 0)) {
-                let mut positions = vec![start];
+                positions.clear();
+                positions.push(start);
                 for (k, table) in next_break.iter().enumerate() {
                     let q = table[positions[positions.len() - 1] + 1];
                     if !within(start, q) || !matches(&events[q], k + 1) {
@@ -147,50 +221,23 @@ pub fn attempts(events: &[FunnelEvent], shape: &Shape) -> Vec<Attempt> {
                     }
                     positions.push(q);
                 }
-                out.push(positions);
+                emit(&positions);
             }
         }
         Order::Unordered => {
             for start in (0..n).filter(|&p| events[p].steps != 0) {
-                let mut positions: Vec<usize> = next_match
-                    .iter()
-                    .map(|table| table[start])
-                    .filter(|&q| within(start, q))
-                    .collect();
+                positions.clear();
+                positions.extend(
+                    next_match
+                        .iter()
+                        .map(|table| table[start])
+                        .filter(|&q| within(start, q)),
+                );
                 positions.sort_unstable();
-                out.push(positions);
+                emit(&positions);
             }
         }
     }
-    let next_excl: Vec<Vec<usize>> = (0..shape.exclusions.len().min(64))
-        .map(|j| next_table(n, |p| events[p].exclusions & (1u64 << j) != 0))
-        .collect();
-    out.into_iter()
-        .map(|positions| {
-            let start = positions[0];
-            let depth = positions.len() - 1;
-            let excluded = shape
-                .exclusions
-                .iter()
-                .zip(&next_excl)
-                .any(|(range, table)| {
-                    if depth < range.from {
-                        return false;
-                    }
-                    let x = table[positions[range.from] + 1];
-                    if depth >= range.to {
-                        x < positions[range.to]
-                    } else {
-                        within(start, x)
-                    }
-                });
-            Attempt {
-                start,
-                positions,
-                excluded,
-            }
-        })
-        .collect()
 }
 
 /// The attempt that decides the person's result (see the module docs), if any.
@@ -227,6 +274,34 @@ mod tests {
     fn best(events: &[FunnelEvent], shape: &Shape) -> Option<(usize, Vec<i64>)> {
         let all = attempts(events, shape);
         winner(&all).map(|a| (a.depth(), a.times(events)))
+    }
+
+    proptest::proptest! {
+        /// The streaming winner is the winner of every attempt collected.
+        #[test]
+        fn best_attempt_is_the_winner_of_all_attempts(
+            raw in proptest::collection::vec((0..60i64, 0..8u64, 0..2u64), 0..40),
+            steps in 1..4usize,
+            order in 0..3usize,
+            excluding in proptest::bool::ANY,
+        ) {
+            let mut ts = 0;
+            let events: Vec<FunnelEvent> = raw
+                .iter()
+                .map(|(gap, bits, exclusions)| {
+                    ts += gap;
+                    // Events only ever carry bits of the funnel's steps.
+                    FunnelEvent { ts, steps: bits & ((1 << steps) - 1), exclusions: *exclusions }
+                })
+                .collect();
+            let mut s = shape(steps, [Order::Ordered, Order::Strict, Order::Unordered][order]);
+            if excluding && steps > 1 {
+                s.exclusions = vec![ExclusionRange { from: 0, to: steps - 1 }];
+            }
+            let all = attempts(&events, &s);
+            let best = best_attempt(&events, &s);
+            proptest::prop_assert_eq!(best.as_ref(), winner(&all));
+        }
     }
 
     #[test]

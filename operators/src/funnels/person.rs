@@ -5,7 +5,7 @@ use quill_pipeline::graph::{Contribution, PersonView, Sym};
 
 use crate::query::Scope;
 
-use super::attempts::{attempts, winner, Attempt, FunnelEvent, Order};
+use super::attempts::{attempts, best_attempt, winner, Attempt, FunnelEvent, Order};
 use super::config::{Attribution, FunnelConfig, Viz};
 
 /// The breakdown slot of a contribution when the value is null or there is no breakdown.
@@ -136,26 +136,26 @@ fn emit(
     out: &mut Vec<(Contribution, isize)>,
 ) {
     let events = &reduced.events;
-    let all = attempts(events, &cfg.shape);
     match cfg.viz {
         Viz::Steps => {
-            if let Some(best) = winner(&all) {
+            if let Some(best) = best_attempt(events, &cfg.shape) {
                 let times = best.times(events);
                 let mut c = Vec::with_capacity(times.len() + 1);
-                c.push(value_of(best));
+                c.push(value_of(&best));
                 c.push(best.depth() as i64);
                 c.extend(times.windows(2).map(|w| w[1] - w[0]));
                 out.push((c, 1));
             }
         }
         Viz::TimeToConvert { from, to, .. } => {
-            if let Some(best) = winner(&all).filter(|a| a.depth() >= to) {
+            if let Some(best) = best_attempt(events, &cfg.shape).filter(|a| a.depth() >= to) {
                 let times = best.times(events);
                 out.push((vec![times[to] - times[from]], 1));
             }
         }
         Viz::Trends { .. } => {
             // One outcome per interval in which the person started an attempt.
+            let all = attempts(events, &cfg.shape);
             let interval = cfg.range.interval;
             let mut buckets: Vec<i64> = all
                 .iter()
