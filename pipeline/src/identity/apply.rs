@@ -31,8 +31,27 @@ struct IdentityKeys {
     process_person_profile: Option<Value>,
 }
 
+/// Substrings one of which every identity key's JSON contains, quotes included.
+const IDENTITY_KEY_MARKS: [&str; 6] = [
+    "\"$set",
+    "\"$unset\"",
+    "\"$anon_distinct_id\"",
+    "\"alias\"",
+    "\"$group_",
+    "\"$process_person_profile\"",
+];
+
 /// The identity-relevant properties of a stored event, as a map [`apply_event`] takes.
 pub fn identity_properties(properties_json: &str) -> Map<String, Value> {
+    // Most events carry none of these keys: a scan is cheaper than a parse. A key spelled with
+    // escapes (`\u0024set`) would slip past the scan, so any escape means a parse.
+    let may_have_keys = properties_json.contains('\\')
+        || IDENTITY_KEY_MARKS
+            .iter()
+            .any(|m| properties_json.contains(m));
+    if !may_have_keys {
+        return Map::new();
+    }
     let keys: IdentityKeys = serde_json::from_str(properties_json).unwrap_or_default();
     let mut map = Map::new();
     for (name, value) in [
@@ -257,6 +276,10 @@ mod tests {
             json!({"$set": {"a": 1}, "alias": "b", "$process_person_profile": false})
         );
         assert!(identity_properties("not json").is_empty());
+        // Escaped key names are still found; unrelated keys are not.
+        let escaped = identity_properties(r#"{"\u0024set":{"a":1},"$setx_other":2}"#);
+        assert_eq!(Value::Object(escaped), json!({"$set": {"a": 1}}));
+        assert!(identity_properties(r#"{"$current_url":"x","set":1,"aliased":2}"#).is_empty());
     }
 
     #[test]
