@@ -13,27 +13,26 @@ use serde::{Deserialize, Serialize};
 pub type Sym = u32;
 
 /// A projected property value. Null and missing values are simply absent.
+///
+/// Eight bytes: numbers are interned like strings (by their `f64` bits), because every event
+/// row in two arrangements carries its projected values, and most numeric properties (prices,
+/// counts, versions) repeat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PropValue {
     /// A JSON boolean.
     Bool(bool),
-    /// A JSON number, kept as the bits of an `f64` (so that the type is `Ord` and `Hash`).
-    Num(u64),
+    /// A JSON number, interned ([`Interner::number`]).
+    Num(Sym),
     /// A JSON string, interned. Objects and arrays are interned as their JSON text.
     Str(Sym),
 }
 
 impl PropValue {
-    /// A number value.
-    pub fn num(value: f64) -> Self {
-        PropValue::Num(value.to_bits())
-    }
-
     /// The value as a number, the way PostHog's math reads it: numbers as they are, numeric
     /// strings parsed, anything else `None`.
     pub fn as_f64(&self, interner: &Interner) -> Option<f64> {
         match self {
-            PropValue::Num(bits) => Some(f64::from_bits(*bits)),
+            PropValue::Num(sym) => Some(interner.resolve_number(*sym)),
             PropValue::Str(sym) => interner.resolve(*sym).trim().parse().ok(),
             PropValue::Bool(_) => None,
         }
@@ -44,7 +43,7 @@ impl PropValue {
     pub fn to_text(&self, interner: &Interner) -> Arc<str> {
         match self {
             PropValue::Bool(b) => Arc::from(if *b { "true" } else { "false" }),
-            PropValue::Num(bits) => Arc::from(format_number(f64::from_bits(*bits)).as_str()),
+            PropValue::Num(sym) => Arc::from(format_number(interner.resolve_number(*sym)).as_str()),
             PropValue::Str(sym) => interner.resolve(*sym),
         }
     }
@@ -98,6 +97,9 @@ pub struct Interner {
 struct InternerInner {
     ids: HashMap<Arc<str>, Sym>,
     strings: Vec<Arc<str>>,
+    /// Numbers by their bits, and back.
+    number_ids: HashMap<u64, Sym>,
+    numbers: Vec<f64>,
 }
 
 impl Interner {
@@ -138,6 +140,34 @@ impl Interner {
             .unwrap_or_else(|| Arc::from(""))
     }
 
+    /// The symbol of a number, adding it if it is new. Numbers compare by their bits, so `0.0`
+    /// and `-0.0` are two values, as they were when rows kept the bits themselves.
+    pub fn number(&self, value: f64) -> PropValue {
+        let bits = value.to_bits();
+        if let Some(sym) = self
+            .inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .number_ids
+            .get(&bits)
+        {
+            return PropValue::Num(*sym);
+        }
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let next = inner.numbers.len() as Sym;
+        let sym = *inner.number_ids.entry(bits).or_insert(next);
+        if sym == next {
+            inner.numbers.push(value);
+        }
+        PropValue::Num(sym)
+    }
+
+    /// The number of a symbol from [`Interner::number`] (NaN for one this table never issued).
+    pub fn resolve_number(&self, sym: Sym) -> f64 {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.numbers.get(sym as usize).copied().unwrap_or(f64::NAN)
+    }
+
     /// How many strings the table holds.
     pub fn len(&self) -> usize {
         self.inner
@@ -157,7 +187,7 @@ impl Interner {
         match value {
             serde_json::Value::Null => None,
             serde_json::Value::Bool(b) => Some(PropValue::Bool(*b)),
-            serde_json::Value::Number(n) => n.as_f64().map(PropValue::num),
+            serde_json::Value::Number(n) => n.as_f64().map(|v| self.number(v)),
             serde_json::Value::String(s) => Some(PropValue::Str(self.intern(s))),
             other => Some(PropValue::Str(self.intern(&other.to_string()))),
         }
