@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use quill_pipeline::data_dir::DataDir;
 use quill_pipeline::identity;
+use quill_pipeline::indexer::Indexer;
 use quill_pipeline::log::{AppendBatch, Log, LogOptions};
 use quill_pipeline::materialize::Materializer;
 use quill_pipeline::projects::{self, Registry};
@@ -104,6 +105,7 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let mut materializer = Materializer::new(opened.store.clone(), opened.log.reader())?;
     materializer.catch_up()?;
+    Indexer::new(opened.store.clone(), opened.log.reader())?.catch_up()?;
     println!("accepted {accepted}, duplicates {duplicates}, dropped by transformations {dropped}, rejected {rejected}");
     opened.log.shutdown();
     Ok(())
@@ -130,8 +132,10 @@ pub fn replay(args: &DataDirArgs) -> anyhow::Result<()> {
     let opened = open(args)?;
     let started = std::time::Instant::now();
     Materializer::reset(&opened.store)?;
+    Indexer::reset(&opened.store)?;
     let mut materializer = Materializer::new(opened.store.clone(), opened.log.reader())?;
     let end = materializer.catch_up()?;
+    Indexer::new(opened.store.clone(), opened.log.reader())?.catch_up()?;
     let (count, digest) = identity::digest(&opened.store)?;
     println!(
         "replayed {end} bytes of log in {:.2}s; persons: {count}; digest: {digest}",

@@ -249,6 +249,14 @@ impl Insights {
         }
     }
 
+    /// The log offset the dataflow has been fed up to.
+    pub fn fed_offset(&self) -> u64 {
+        self.fed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .load(Ordering::Acquire)
+    }
+
     /// Waits until the dataflow is loaded and has been fed everything acknowledged before the
     /// call. Gives up after `wait`; returns whether it got there.
     pub async fn wait_fed(&self, wait: Duration) -> bool {

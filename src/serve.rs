@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use axum::routing::get;
 use axum::Router;
 use quill_pipeline::data_dir::DataDir;
+use quill_pipeline::indexer::Indexer;
 use quill_pipeline::log::{byte_position, Log, LogOptions};
 use quill_pipeline::materialize::Materializer;
 use quill_pipeline::projects::{self, Registry};
@@ -36,9 +37,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let log = Log::open(&data.log_dir(), LogOptions::default()).context("opening the event log")?;
 
     let (progress_tx, progress) = watch::channel(0u64);
-    let status = status_handler(log.clone(), progress.clone());
+    let (indexed_tx, indexed) = watch::channel(0u64);
     let stop = Arc::new(AtomicBool::new(false));
     let insights = crate::insights::Insights::load(store.clone(), log.clone(), args.workers)?;
+    let status = status_handler(
+        log.clone(),
+        progress.clone(),
+        indexed.clone(),
+        insights.clone(),
+    );
     let (batches_tx, batches) = std::sync::mpsc::channel();
     let feeder = insights.spawn_feeder(batches, stop.clone())?;
     insights.spawn_range_refresher(stop.clone())?;
@@ -50,6 +57,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .spawn(move || {
                 lower_thread_priority();
                 materializer.run(progress_tx, stop)
+            })?
+    };
+    let indexer = Indexer::new(store.clone(), log.reader())?;
+    let indexer = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("quill-indexer".into())
+            .spawn(move || {
+                lower_thread_priority();
+                indexer.run(indexed_tx, stop)
             })?
     };
 
@@ -76,6 +93,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry,
         log: log.clone(),
         progress,
+        indexed,
         flags,
         hog_functions,
         insights,
@@ -111,6 +129,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         log.shutdown();
         if materializer.join().is_err() {
             tracing::error!("the materializer thread panicked");
+        }
+        if indexer.join().is_err() {
+            tracing::error!("the indexer thread panicked");
         }
         if feeder.join().is_err() {
             tracing::error!("the insights feeder panicked");
@@ -154,13 +175,21 @@ fn lower_thread_priority() {
 fn status_handler(
     log: Log,
     progress: watch::Receiver<u64>,
+    indexed: watch::Receiver<u64>,
+    insights: Arc<crate::insights::Insights>,
 ) -> impl Fn() -> std::future::Ready<axum::Json<serde_json::Value>> + Clone {
     move || {
-        let (end, materialized) = (log.end(), *progress.borrow());
+        let (end, materialized, indexed) = (log.end(), *progress.borrow(), *indexed.borrow());
+        let fed = insights.fed_offset();
+        let lag = |offset: u64| byte_position(end).saturating_sub(byte_position(offset));
         std::future::ready(axum::Json(serde_json::json!({
             "log_end_offset": end,
             "materialized_offset": materialized,
-            "materializer_lag_bytes": byte_position(end).saturating_sub(byte_position(materialized)),
+            "materializer_lag_bytes": lag(materialized),
+            "indexed_offset": indexed,
+            "indexer_lag_bytes": lag(indexed),
+            "insights_fed_offset": fed,
+            "insights_lag_bytes": lag(fed),
         })))
     }
 }

@@ -29,6 +29,7 @@ pub mod event;
 pub mod events_index;
 pub mod graph;
 pub mod identity;
+pub mod indexer;
 pub mod log;
 pub mod materialize;
 pub mod projects;

@@ -1,22 +1,22 @@
-//! The materializer: the log consumer that keeps persons, groups and the events index.
+//! The materializer: the log consumer that keeps persons and groups, and hands each applied
+//! batch, with the identity it resolved, to the insights feeder.
 //!
 //! It applies each batch of records and its cursor in one redb transaction, so after a crash it
-//! resumes exactly where its last commit ended: nothing applied twice, nothing skipped.
-//! Identity and the events index share one consumer because the index's deletions and the
-//! person tables must agree at every commit.
+//! resumes exactly where its last commit ended: nothing applied twice, nothing skipped. The
+//! events index has its own follower ([`crate::indexer`]), so that index writes never delay
+//! identity and the insights behind it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::event::Record;
-use crate::events_index::{self, IndexWriter};
 use crate::graph::feeder::{GraphBatch, IdentityChanges};
 use crate::identity::{self, GroupWriter, PersonCache, PersonWriter};
 use crate::log::{LogError, LogReader};
-use crate::store::{Store, StoreError, META};
+use crate::store::{LazySync, Store, StoreError, META};
 
 const CURSOR: &str = "cursor.materializer";
 /// `(project, distinct id)` → the first log offset whose events still count for that distinct
@@ -25,9 +25,6 @@ pub const DISTINCT_ID_CUTOFFS: redb::TableDefinition<(u32, &str), u64> =
     redb::TableDefinition::new("distinct_id_cutoffs");
 /// Bytes of (compressed) log one transaction covers at most: about 20k typical events.
 const BATCH_BYTES: usize = 2 << 20;
-/// How long applied batches may stay in memory-only commits before one is made durable. Losing
-/// them in a crash costs only their re-application from the log: the cursor commits with them.
-const SYNC_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Errors of the materializer.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +43,7 @@ pub struct Materializer {
     reader: LogReader,
     cursor: u64,
     observer: Option<std::sync::mpsc::Sender<GraphBatch>>,
-    /// When a commit was last made durable, and whether any commit since is not.
-    synced_at: Instant,
-    unsynced: bool,
+    sync: LazySync,
     /// Persons as of the last commit; dropped whenever a step fails.
     persons: PersonCache,
 }
@@ -62,8 +57,7 @@ impl Materializer {
             reader,
             cursor,
             observer: None,
-            synced_at: Instant::now(),
-            unsynced: false,
+            sync: LazySync::default(),
             persons: PersonCache::default(),
         })
     }
@@ -91,7 +85,6 @@ impl Materializer {
         {
             let mut persons = PersonWriter::open_cached(&txn, std::mem::take(&mut self.persons))?;
             let mut groups = GroupWriter::open(&txn)?;
-            let mut index = IndexWriter::open(&txn)?;
             let mut cutoffs = txn
                 .open_table(DISTINCT_ID_CUTOFFS)
                 .map_err(StoreError::from)?;
@@ -101,7 +94,6 @@ impl Materializer {
                     Record::Event(event) => {
                         let props = identity::identity_properties(&event.properties);
                         identity::apply_event(&mut persons, &mut groups, event, &props)?;
-                        index.add(*offset, event);
                     }
                     Record::PersonDeleted {
                         project,
@@ -122,14 +114,9 @@ impl Materializer {
                             }
                         }
                     }
-                    Record::EventsDeleted {
-                        project,
-                        distinct_ids,
-                        before_offset,
-                    } => {
-                        let removed = index.delete(*project, distinct_ids, *before_offset)?;
-                        tracing::info!(project, removed, "applied an events tombstone");
-                    }
+                    // The insights feeder reads tombstones from the batch; the index has its own
+                    // follower.
+                    Record::EventsDeleted { .. } => {}
                 }
             }
             identity = match self.observer {
@@ -140,12 +127,11 @@ impl Materializer {
                 }
                 None => None,
             };
-            index.finish()?;
             let mut meta = txn.open_table(META).map_err(StoreError::from)?;
             meta.insert(CURSOR, batch.next).map_err(StoreError::from)?;
             cache = persons.into_cache();
         }
-        self.commit(txn)?;
+        self.sync.commit(txn)?;
         self.persons = cache;
         let applied = batch.records.len();
         if let (Some(observer), Some(identity)) = (&self.observer, identity) {
@@ -164,32 +150,9 @@ impl Materializer {
         Ok(applied)
     }
 
-    /// Commits `txn`, durably only once every [`SYNC_INTERVAL`]: an fsync per batch would cap
-    /// the materializer at the disk's sync rate when batches are small.
-    fn commit(&mut self, mut txn: redb::WriteTransaction) -> Result<(), StoreError> {
-        let durable = self.synced_at.elapsed() >= SYNC_INTERVAL;
-        if !durable {
-            txn.set_durability(redb::Durability::None)?;
-        }
-        txn.commit()?;
-        self.note_commit(durable);
-        Ok(())
-    }
-
-    fn note_commit(&mut self, durable: bool) {
-        if durable {
-            self.synced_at = Instant::now();
-        }
-        self.unsynced = !durable;
-    }
-
     /// Makes every applied batch durable.
     pub fn sync(&mut self) -> Result<(), StoreError> {
-        if self.unsynced {
-            self.store.db().begin_write()?.commit()?;
-            self.note_commit(true);
-        }
-        Ok(())
+        self.sync.sync(&self.store)
     }
 
     /// Applies everything up to the log's current durable end, durably.
@@ -210,7 +173,7 @@ impl Materializer {
         while !stop.load(Ordering::Relaxed) {
             match self.step() {
                 Ok(0) => {
-                    if self.unsynced && self.synced_at.elapsed() >= SYNC_INTERVAL {
+                    if self.sync.due() {
                         if let Err(e) = self.sync() {
                             tracing::error!(error = %e, "cannot make the materializer's state durable");
                         }
@@ -238,7 +201,6 @@ impl Materializer {
         let txn = store.db().begin_write()?;
         identity::delete_tables(&txn)?;
         txn.delete_table(DISTINCT_ID_CUTOFFS)?;
-        events_index::delete_tables(&txn)?;
         {
             let mut meta = txn.open_table(META)?;
             meta.remove(CURSOR)?;

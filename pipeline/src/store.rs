@@ -93,3 +93,59 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
+
+/// How long a follower's applied batches may stay in memory-only commits before one is made
+/// durable. A crash then costs their re-application from the log, never a skip or a double
+/// application: each follower commits its cursor with its state.
+const SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Commits for a log follower: durable at most every [`SYNC_INTERVAL`], because an fsync per
+/// batch caps a follower at the disk's sync rate when batches are small.
+#[derive(Debug)]
+pub struct LazySync {
+    synced_at: std::time::Instant,
+    unsynced: bool,
+}
+
+impl Default for LazySync {
+    fn default() -> Self {
+        Self {
+            synced_at: std::time::Instant::now(),
+            unsynced: false,
+        }
+    }
+}
+
+impl LazySync {
+    /// Commits `txn`, durably when the last durable commit is old enough.
+    pub fn commit(&mut self, mut txn: redb::WriteTransaction) -> Result<(), StoreError> {
+        let durable = self.synced_at.elapsed() >= SYNC_INTERVAL;
+        if !durable {
+            txn.set_durability(redb::Durability::None)?;
+        }
+        txn.commit()?;
+        self.note(durable);
+        Ok(())
+    }
+
+    /// Makes every commit so far durable.
+    pub fn sync(&mut self, store: &Store) -> Result<(), StoreError> {
+        if self.unsynced {
+            store.db().begin_write()?.commit()?;
+            self.note(true);
+        }
+        Ok(())
+    }
+
+    /// Whether an idle follower should sync now.
+    pub fn due(&self) -> bool {
+        self.unsynced && self.synced_at.elapsed() >= SYNC_INTERVAL
+    }
+
+    fn note(&mut self, durable: bool) {
+        if durable {
+            self.synced_at = std::time::Instant::now();
+        }
+        self.unsynced = !durable;
+    }
+}

@@ -29,8 +29,10 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub registry: Arc<Registry>,
     pub log: Log,
-    /// The materializer's cursor: derived state reflects the log below it.
+    /// The materializer's cursor: persons reflect the log below it.
     pub progress: watch::Receiver<u64>,
+    /// The indexer's cursor: the events index reflects the log below it.
+    pub indexed: watch::Receiver<u64>,
     /// Each project's compiled feature flags.
     pub flags: Arc<feature_flags::FlagCache>,
     /// Hog transformations: definitions, logs, and the live chain capture runs.
@@ -47,11 +49,12 @@ impl AppState {
     /// call, so that a client reads its own writes. Gives up quietly after a bound.
     pub async fn wait_fresh(&self) {
         let target = self.log.end();
-        let mut progress = self.progress.clone();
-        let reached = tokio::time::timeout(
-            FRESHNESS_WAIT,
-            progress.wait_for(|&cursor| cursor >= target),
-        )
+        let (mut progress, mut indexed) = (self.progress.clone(), self.indexed.clone());
+        let reached = tokio::time::timeout(FRESHNESS_WAIT, async {
+            let persons = progress.wait_for(|&cursor| cursor >= target).await.is_ok();
+            let index = indexed.wait_for(|&cursor| cursor >= target).await.is_ok();
+            persons && index
+        })
         .await;
         if reached.is_err() {
             tracing::warn!(
