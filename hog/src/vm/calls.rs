@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use serde_json::Value as Json;
 
-use super::exec::{Frame, Vm};
+use super::lifecycle::{Frame, Vm};
 use super::{ExecOptions, HostFn};
 use crate::convert::{json_to_value, value_to_json};
 use crate::error::VmError;

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use serde_json::Value as Json;
 
 use super::calls::to_closure;
-use super::exec::Vm;
+use super::lifecycle::Vm;
 use crate::dict::lazy_value;
 use crate::error::VmError;
 use crate::stl;

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::exec::Vm;
+use super::lifecycle::Vm;
 use crate::error::VmError;
 use crate::heap::slot_cost;
 use crate::value::{Upvalue, UpvalueCell, Value};
