@@ -198,10 +198,15 @@ fn diff_lazy(
         None => overrides.iter().any(|(o, _)| k_str(o) == Some(k)),
     };
     for (k, y) in m {
-        if !overridden(k) {
-            if let Some(converted) = round_trip(y, read_depth, marked) {
-                set.push((Str::from(k), JsonPatch::Replace(converted)));
-            }
+        // A scalar's round trip is cheaper than comparing its name with the overrides, and
+        // almost always changes nothing; a container's may walk much more, so it goes second.
+        let converted = match y {
+            Json::Object(_) | Json::Array(_) if overridden(k) => None,
+            Json::Object(_) | Json::Array(_) => round_trip(y, read_depth, marked),
+            _ => round_trip(y, read_depth, marked).filter(|_| !overridden(k)),
+        };
+        if let Some(converted) = converted {
+            set.push((Str::from(k), JsonPatch::Replace(converted)));
         }
     }
     marked.pop();
