@@ -91,7 +91,19 @@ impl JsonPatch {
 
 /// What to change in `j` so that it equals `value_to_json(v)`.
 pub fn diff(v: &Value, j: &Json) -> JsonPatch {
-    diff_in(v, j, &mut Vec::new())
+    thread_local! {
+        // The containers being walked, kept between diffs: a transformation diffs once per
+        // event, and allocating this list was one of the diff's few allocations.
+        static MARKED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    MARKED.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut marked) => {
+            marked.clear();
+            diff_in(v, j, &mut marked)
+        }
+        // Not expected (a diff calls no code that diffs), but a fresh list is always correct.
+        Err(_) => diff_in(v, j, &mut Vec::new()),
+    })
 }
 
 /// `marked` holds the containers being converted above `v`, as in `to_json_depth`.
