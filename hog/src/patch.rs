@@ -209,10 +209,15 @@ fn diff_lazy(
         Some(set) => set.contains(k),
         None => overrides.iter().any(|(o, _)| k_str(o) == Some(k)),
     };
+    // Above the depth limit, converting a scalar and back gives it unchanged.
+    let shallow = marked.len() <= MAX_JSON_DEPTH && read_depth <= MAX_JSON_DEPTH;
     for (k, y) in m {
         // A scalar's round trip is cheaper than comparing its name with the overrides, and
         // almost always changes nothing; a container's may walk much more, so it goes second.
         let converted = match y {
+            // What `round_trip` keeps, decided without the call (most entries).
+            Json::Null | Json::Bool(_) | Json::String(_) if shallow => None,
+            Json::Number(n) if shallow && (n.is_i64() || n.is_f64()) => None,
             Json::Object(_) | Json::Array(_) if overridden(k) => None,
             Json::Object(_) | Json::Array(_) => round_trip(y, read_depth, marked),
             _ => round_trip(y, read_depth, marked).filter(|_| !overridden(k)),

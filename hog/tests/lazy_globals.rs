@@ -76,7 +76,12 @@ fn run(src: &str, event: &Json) -> (Vec<String>, Json, Json) {
     };
     let program = Program::new(&compile_source(src).expect("compiles")).expect("decodes");
     let original = &options.globals.as_ref().expect("globals")["event"];
-    let result = match program.run_with(&options, |v| (value_to_json(v), diff(v, original))) {
+    // The diff first: converting the value to JSON iterates (and so forces) its lazy dicts, and
+    // the diff must also be checked on dicts still lazy.
+    let result = match program.run_with(&options, |v| {
+        let patch = diff(v, original);
+        (value_to_json(v), patch)
+    }) {
         Ok(r) => r,
         // Both ways must fail the same way, after printing the same.
         Err(e) => {
