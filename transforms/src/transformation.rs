@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use quill_hog::fasthash::FastState;
 use quill_hog::patch::JsonPatch;
 use quill_hog::{ExecOptions, Limits, Outcome as VmOutcome, Program};
 use quill_pipeline::event::Event;
@@ -113,7 +114,9 @@ struct Loaded {
 }
 
 thread_local! {
-    static LOADED: RefCell<HashMap<u64, Loaded>> = RefCell::new(HashMap::new());
+    // Looked up once per event run: with the Hog dicts' hasher rather than SipHash (the keys are
+    // stage instance numbers).
+    static LOADED: RefCell<HashMap<u64, Loaded, FastState>> = RefCell::new(HashMap::default());
 }
 
 /// Thread-local programs kept before the cache is cleared (stale chains leave entries behind).

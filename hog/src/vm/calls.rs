@@ -13,14 +13,25 @@ use crate::runtime::Runtime;
 use crate::stl;
 use crate::value::{Closure, ErrorData, Str, Value};
 
-/// The host function `name`, if the options have one.
-pub(super) fn host_fn<'a>(opts: &'a ExecOptions, name: &str) -> Option<&'a HostFn> {
-    let functions = &opts.functions;
-    if functions.is_empty() {
+/// The lengths of the host functions' names, as bits (length modulo 64) for [`host_fn`].
+pub(super) fn host_name_lengths(opts: &ExecOptions) -> u64 {
+    opts.functions
+        .keys()
+        .fold(0, |bits, k| bits | 1u64 << (k.len() % 64))
+}
+
+/// The host function `name`, if the options have one. `lengths` is
+/// [`host_name_lengths`] of the options.
+#[inline]
+pub(super) fn host_fn<'a>(opts: &'a ExecOptions, lengths: u64, name: &str) -> Option<&'a HostFn> {
+    // This runs on every call by name, and most calls are to the standard library: a name of a
+    // length no host function has is not one (without walking the map).
+    if lengths & (1u64 << (name.len() % 64)) == 0 {
         return None;
     }
-    // Hosts pass a handful of functions, and this runs on every call by name: comparing a few
-    // names is cheaper than hashing the name with SipHash.
+    let functions = &opts.functions;
+    // Hosts pass a handful of functions: comparing a few names is cheaper than hashing the name
+    // with SipHash.
     if functions.len() <= 8 {
         return functions
             .iter()
@@ -155,4 +166,45 @@ pub fn new_error(kind: &str, message: &str, payload: Value) -> Value {
         message: Str::from(message),
         payload: std::cell::RefCell::new(payload),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::super::{ExecOptions, Outcome, Program};
+
+    /// Host functions are found whatever their names' lengths (including ones 64 apart, which
+    /// share a bit), win over the standard library's, and leave other calls to it.
+    #[test]
+    fn host_functions_found_by_name() {
+        let long = format!("h{}", "x".repeat(63));
+        let mut options = ExecOptions::default();
+        for name in ["h", "concat", "hx", long.as_str()] {
+            let tag = name.len();
+            options.functions.insert(
+                name.to_string(),
+                Arc::new(move |_args: &[serde_json::Value]| Ok(json!(tag))),
+            );
+        }
+        let src = format!(
+            "return [h(), concat('a', 'b'), hx(), {long}(), upper('a'), length('abc'), \
+             x{}('a')]",
+            "x".repeat(62)
+        );
+        options.functions.insert(
+            format!("x{}", "x".repeat(62)),
+            Arc::new(|_args: &[serde_json::Value]| Ok(json!("63"))),
+        );
+        let program = Program::new(&crate::compile_source(&src).unwrap()).unwrap();
+        for _ in 0..2 {
+            let r = program.run(&options).unwrap();
+            assert_eq!(
+                r.outcome,
+                Outcome::Finished(json!([1, 6, 2, 64, "A", 3, "63"]))
+            );
+        }
+    }
 }

@@ -170,11 +170,7 @@ impl Vm<'_> {
                     if at >= self.stack.len() {
                         return Err(VmError::exception(format!("Invalid local index: {i}")));
                     }
-                    // Clones straight into the new slot: cloning into a temporary and pushing
-                    // it stalled on reading the temporary back (the loop's hottest spot).
-                    self.stack.extend_from_within(at..=at);
-                    let cost = self.stack.last().map_or(0, crate::heap::slot_cost);
-                    self.rt.heap.charge(cost, &self.stack)?
+                    self.push_copy(at)?
                 }
                 Instr::SetLocal(i) => {
                     let v = self.pop()?;
@@ -341,7 +337,7 @@ impl Vm<'_> {
                     }
                     let name: &str = name;
                     let opts = self.opts;
-                    let host = host_fn(opts, name);
+                    let host = host_fn(opts, self.host_lengths, name);
                     if host.is_some() || spec.is_some() {
                         // The arguments stay on the stack during the call (no vector per call).
                         let at = self.stack.len() - argc;
@@ -428,7 +424,7 @@ impl Vm<'_> {
                                     args.push(Value::Null);
                                 }
                             }
-                            let host = host_fn(self.opts, &callable.name);
+                            let host = host_fn(self.opts, self.host_lengths, &callable.name);
                             let spec = stl::spec(&callable.name);
                             let r = call_native(&mut self.rt, host, &callable.name, &args, spec)
                                 .unwrap_or_else(|| {

@@ -83,6 +83,8 @@ pub(super) struct Vm<'o> {
     pub async_steps: usize,
     pub start: Instant,
     pub prior: Duration,
+    /// The lengths of the host functions' names (`calls::host_fn`).
+    pub host_lengths: u64,
     /// Where the buffers go when the run ends (runs of a [`super::Program`]).
     home: Option<&'o SpareSlot>,
 }
@@ -169,6 +171,7 @@ impl<'o> Vm<'o> {
             async_steps: 0,
             start: Instant::now(),
             prior: Duration::ZERO,
+            host_lengths: super::calls::host_name_lengths(opts),
             home,
         }
     }

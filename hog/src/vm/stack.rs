@@ -76,6 +76,32 @@ impl Vm<'_> {
         self.rt.heap.charge(cost, &self.stack)
     }
 
+    /// Pushes a copy of the value in slot `at` (below the stack's length). The copy goes from
+    /// the old slot to the new one in registers: `Vec::extend_from_within` (used before) is an
+    /// out-of-line call per `GET_LOCAL`, the commonest instruction, and cloning into a temporary
+    /// that `push` then copies stalled on reading the temporary back.
+    #[inline(always)]
+    pub(super) fn push_copy(&mut self, at: usize) -> Result<(), VmError> {
+        if self.stack.len() == self.stack.capacity() {
+            self.stack.reserve(1);
+        }
+        let v = match self.stack.get(at) {
+            Some(v) => v.clone(),
+            None => return Err(VmError::exception("Invalid local index")),
+        };
+        let cost = slot_cost(&v);
+        match self.stack.spare_capacity_mut().first_mut() {
+            Some(slot) => {
+                slot.write(v);
+                let len = self.stack.len() + 1;
+                // SAFETY: the slot at the old length was just written.
+                unsafe { self.stack.set_len(len) }
+            }
+            None => self.stack.push(v),
+        }
+        self.rt.heap.charge(cost, &self.stack)
+    }
+
     pub(super) fn charge(&mut self, bytes: usize) -> Result<(), VmError> {
         self.rt.heap.charge(bytes, &self.stack)
     }
