@@ -176,35 +176,42 @@ mod tests {
 
     use super::super::{ExecOptions, Outcome, Program};
 
-    /// Host functions are found whatever their names' lengths (including ones 64 apart, which
-    /// share a bit), win over the standard library's, and leave other calls to it.
+    /// Host functions are found whatever their names' lengths (including lengths 64 apart,
+    /// which share a bit), alone or together, win over the standard library's, and leave other
+    /// calls to it.
     #[test]
     fn host_functions_found_by_name() {
-        let long = format!("h{}", "x".repeat(63));
-        let mut options = ExecOptions::default();
-        for name in ["h", "concat", "hx", long.as_str()] {
-            let tag = name.len();
-            options.functions.insert(
-                name.to_string(),
-                Arc::new(move |_args: &[serde_json::Value]| Ok(json!(tag))),
-            );
+        let name = |len: usize| format!("h{}", "x".repeat(len - 1));
+        let lengths = [1, 2, 6, 62, 63, 64, 65, 127, 128, 129];
+        let mut all = ExecOptions::default();
+        for len in lengths {
+            let mut alone = ExecOptions::default();
+            for options in [&mut alone, &mut all] {
+                options.functions.insert(
+                    name(len),
+                    Arc::new(move |_args: &[serde_json::Value]| Ok(json!(len))),
+                );
+            }
+            let src = format!("return [{}(), upper('a'), length('abc')]", name(len));
+            let program = Program::new(&crate::compile_source(&src).unwrap()).unwrap();
+            let r = program.run(&alone).unwrap();
+            assert_eq!(r.outcome, Outcome::Finished(json!([len, "A", 3])), "{len}");
         }
-        let src = format!(
-            "return [h(), concat('a', 'b'), hx(), {long}(), upper('a'), length('abc'), \
-             x{}('a')]",
-            "x".repeat(62)
+        all.functions.insert(
+            "concat".into(),
+            Arc::new(|_args: &[serde_json::Value]| Ok(json!("host"))),
         );
-        options.functions.insert(
-            format!("x{}", "x".repeat(62)),
-            Arc::new(|_args: &[serde_json::Value]| Ok(json!("63"))),
+        let calls: Vec<String> = lengths.iter().map(|l| format!("{}()", name(*l))).collect();
+        let src = format!(
+            "return [{}, concat('a', 'b'), upper('a')]",
+            calls.join(", ")
         );
         let program = Program::new(&crate::compile_source(&src).unwrap()).unwrap();
+        let mut want: Vec<serde_json::Value> = lengths.iter().map(|l| json!(l)).collect();
+        want.extend([json!("host"), json!("A")]);
         for _ in 0..2 {
-            let r = program.run(&options).unwrap();
-            assert_eq!(
-                r.outcome,
-                Outcome::Finished(json!([1, 6, 2, 64, "A", 3, "63"]))
-            );
+            let r = program.run(&all).unwrap();
+            assert_eq!(r.outcome, Outcome::Finished(json!(want)));
         }
     }
 }
