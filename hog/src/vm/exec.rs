@@ -160,9 +160,11 @@ impl Vm<'_> {
                     if *n == 0 || *n > self.stack.len() {
                         return Err(VmError::exception("Invalid GET_GLOBAL chain length"));
                     }
-                    let mut chain = self.pop_n(*n)?;
-                    chain.reverse();
-                    let v = self.global(&chain)?;
+                    // The chain is read where it lies on the stack (name on top), not moved into
+                    // a vector: a transformation reads a global every few instructions.
+                    let at = self.split_point(*n)?;
+                    let v = self.global(&self.stack[at..])?;
+                    self.stack.truncate(at);
                     self.push(v)?
                 }
                 Instr::GetLocal(i) => {

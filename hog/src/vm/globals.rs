@@ -24,12 +24,15 @@ impl<'o> Vm<'o> {
         unsafe { lazy_value(self.rt.heap.registry(), j, 0) }
     }
 
-    pub(super) fn global(&mut self, chain: &[Value]) -> Result<Value, VmError> {
-        let name = chain.first().and_then(Value::as_str).unwrap_or("");
+    /// The global named by `stacked`: the chain as it lies on the stack, the global's name on
+    /// top (last) and the first key under it.
+    pub(super) fn global(&self, stacked: &[Value]) -> Result<Value, VmError> {
+        let mut chain = stacked.iter().rev();
+        let name = chain.next().and_then(Value::as_str).unwrap_or("");
         let opts: &'o super::ExecOptions = self.opts;
         if let Some(Json::Object(globals)) = &opts.globals {
             if let Some(mut cur) = globals.get(name) {
-                for key in &chain[1..] {
+                for key in chain {
                     let next = match (cur, key) {
                         (Json::Object(m), Value::Str(k)) => m.get(&**k),
                         (Json::Array(a), Value::Int(i)) if *i > 0 => a.get((*i - 1) as usize),
@@ -47,7 +50,7 @@ impl<'o> Vm<'o> {
                 return Ok(self.global_value(cur));
             }
         }
-        if chain.len() == 1 {
+        if stacked.len() == 1 {
             let callable = |kind, argc| {
                 Value::Callable(Rc::new(Callable {
                     name: Str::from(name),
@@ -74,8 +77,9 @@ impl<'o> Vm<'o> {
                 return Ok(to_closure(callable(kind, argc)));
             }
         }
-        let names: Vec<String> = chain
+        let names: Vec<String> = stacked
             .iter()
+            .rev()
             .map(crate::print::print_string_output)
             .collect();
         Err(VmError::exception(format!(
