@@ -131,3 +131,31 @@ fn a_returned_event_with_one_change_patches_one_key() {
     assert_eq!(returned["properties"]["b"], json!({"c": 2}));
     assert!(returned["properties"]["big"].is_f64());
 }
+
+/// Dicts still lazy when diffed, with few and many keys set (the diff copies up to four
+/// overrides in place and more into a vector): the patch gives the conversion.
+#[test]
+fn lazy_dicts_with_many_overrides_patch_to_their_conversion() {
+    let event = json!({"event": "e", "distinct_id": "d",
+        "properties": {"a": 1, "b": "x", "c": {"d": 2}, "big": u64::MAX, "f": 1.5}});
+    let keys = ["a", "n1", "b", "n2", "c", "n3", "f", "n4", "n5"];
+    for n in 0..=keys.len() {
+        let sets: Vec<String> = keys[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("e.properties.{k} := {i}"))
+            .collect();
+        let src = format!(
+            "let e := event\n{}\ne.event := 'x{n}'\nreturn e",
+            sets.join("\n")
+        );
+        let (_, returned, patched) = run(&src, &event);
+        assert_eq!(patched, returned, "{src}");
+        assert_eq!(returned["event"], json!(format!("x{n}")));
+        let added = keys[..n].iter().filter(|k| k.starts_with('n')).count();
+        assert_eq!(
+            returned["properties"].as_object().map(|p| p.len()),
+            Some(5 + added)
+        );
+    }
+}
