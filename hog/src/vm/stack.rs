@@ -76,29 +76,30 @@ impl Vm<'_> {
         self.rt.heap.charge(cost, &self.stack)
     }
 
-    /// Pushes a copy of the value in slot `at` (below the stack's length). The copy goes from
-    /// the old slot to the new one in registers: `Vec::extend_from_within` (used before) is an
-    /// out-of-line call per `GET_LOCAL`, the commonest instruction, and cloning into a temporary
-    /// that `push` then copies stalled on reading the temporary back.
+    /// Pushes a copy of the value in slot `at` (below the stack's length), copied whole from
+    /// slot to slot. `GET_LOCAL` is the commonest instruction: `Vec::extend_from_within` (used
+    /// before) is an out-of-line call, and a clone into a local was written to a temporary piece
+    /// by piece and read back in other pieces, which stalls (seen in profiles).
     #[inline(always)]
     pub(super) fn push_copy(&mut self, at: usize) -> Result<(), VmError> {
-        if self.stack.len() == self.stack.capacity() {
+        let len = self.stack.len();
+        let Some(v) = self.stack.get(at) else {
+            return Err(VmError::exception("Invalid local index"));
+        };
+        v.retain_shares();
+        if len == self.stack.capacity() {
             self.stack.reserve(1);
         }
-        let v = match self.stack.get(at) {
-            Some(v) => v.clone(),
-            None => return Err(VmError::exception("Invalid local index")),
-        };
-        let cost = slot_cost(&v);
-        match self.stack.spare_capacity_mut().first_mut() {
-            Some(slot) => {
-                slot.write(v);
-                let len = self.stack.len() + 1;
-                // SAFETY: the slot at the old length was just written.
-                unsafe { self.stack.set_len(len) }
-            }
-            None => self.stack.push(v),
+        let base = self.stack.as_mut_ptr();
+        // SAFETY: `at < len`, so the source slot is initialized; after the reserve the slot at
+        // `len` is allocated and unused, so the two do not overlap. `retain_shares` raised the
+        // counts the copy owns, so the bitwise copy is a clone, and the length grows only once
+        // the new slot is written.
+        unsafe {
+            std::ptr::copy_nonoverlapping(base.add(at), base.add(len), 1);
+            self.stack.set_len(len + 1);
         }
+        let cost = self.stack.last().map_or(0, slot_cost);
         self.rt.heap.charge(cost, &self.stack)
     }
 
