@@ -58,9 +58,9 @@ pub(crate) enum Overrides {
 impl Overrides {
     /// The overrides, in the dict's order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &(Key, Value)> + '_ {
-        let (few, many): (&[Option<(Key, Value)>], &[(Key, Value)]) = match self {
-            Overrides::Few(few) => (few, &[]),
-            Overrides::Many(many) => (&[], many),
+        let (few, many) = match self {
+            Overrides::Few(few) => (&few[..], &[][..]),
+            Overrides::Many(many) => (&[][..], &many[..]),
         };
         few.iter().flatten().chain(many)
     }

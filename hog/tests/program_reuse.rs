@@ -65,10 +65,12 @@ const STATEFUL: [&str; 8] = [
     "let i := 0\nlet a := [1]\nreturn a[length(keys(event.properties)) + 5]",
 ];
 
+/// The parts of a run that must not depend on earlier runs of the program: the printed lines,
+/// and the result, ops and memory estimate (or the error).
+type Summary = (Vec<String>, Result<(Json, u64, usize), String>);
+
 /// The parts of a run that must not depend on earlier runs of the program.
-fn summary(
-    r: Result<ExecResult, quill_hog::ExecError>,
-) -> (Vec<String>, Result<(Json, u64, usize), String>) {
+fn summary(r: Result<ExecResult, quill_hog::ExecError>) -> Summary {
     match r {
         Ok(r) => match r.outcome {
             quill_hog::Outcome::Finished(v) => (r.stdout, Ok((v, r.ops, r.max_mem_used))),

@@ -210,7 +210,7 @@ mod tests {
         for alg in ["md5", "sha1", "sha256"] {
             for x in &inputs {
                 let general = hashed(alg, &[x.clone(), Value::str("hex")]).unwrap();
-                let fast = hashed_hex(alg, &[x.clone()]);
+                let fast = hashed_hex(alg, std::slice::from_ref(x));
                 assert_eq!(fast.as_str(), general.as_str(), "{alg} of {x:?}");
                 assert_eq!(fast.type_name(), general.type_name(), "{alg} of {x:?}");
             }
