@@ -111,10 +111,9 @@ impl Vm<'_> {
                     self.push(arith(&a, &b, op))?
                 }
                 Instr::Compare(c) => {
-                    let a = self.pop()?;
-                    let b = self.pop()?;
-                    let r = compare(&a, &b, *c);
-                    self.push_with(|| Value::Bool(r))?
+                    let (b, a) = self.top_two()?;
+                    let r = compare(a, b, *c);
+                    self.replace_top_two(Value::Bool(r))?
                 }
                 Instr::Like { ci, negate } => {
                     let s = self.pop()?;
@@ -183,10 +182,9 @@ impl Vm<'_> {
                     *slot = v;
                 }
                 Instr::GetProperty { nullish: _ } => {
-                    let key = self.pop()?;
-                    let obj = self.pop()?;
-                    let v = get_property(&obj, &key)?;
-                    self.push(v)?
+                    let (obj, key) = self.top_two()?;
+                    let v = get_property(obj, key)?;
+                    self.replace_top_two(v)?
                 }
                 Instr::SetProperty => {
                     let value = self.pop()?;

@@ -29,6 +29,38 @@ impl Vm<'_> {
         })
     }
 
+    /// The two values on top of the stack (the top one second), read where they lie: a binary
+    /// instruction reads its operands in place rather than popping (moving) them first, and
+    /// then puts its result where they were with [`Vm::replace_top_two`].
+    #[inline(always)]
+    pub(super) fn top_two(&self) -> Result<(&Value, &Value), VmError> {
+        match self.stack.as_slice() {
+            [.., below, top] => Ok((below, top)),
+            _ => Err(VmError::exception(
+                "Invalid HogQL bytecode, stack is empty, can not pop",
+            )),
+        }
+    }
+
+    /// Replaces the two values on top of the stack with `v`: the stack and the memory charge
+    /// end as popping both and pushing `v` would leave them. The two old values are dropped
+    /// after the charge, as popped operands were (a measurement still sees what they hold).
+    #[inline(always)]
+    pub(super) fn replace_top_two(&mut self, v: Value) -> Result<(), VmError> {
+        let cost = slot_cost(&v);
+        let top = self.stack.pop();
+        let below = match self.stack.last_mut() {
+            Some(slot) => Some(std::mem::replace(slot, v)),
+            None => {
+                self.stack.push(v);
+                None
+            }
+        };
+        let charged = self.rt.heap.charge(cost, &self.stack);
+        drop((top, below));
+        charged
+    }
+
     pub(super) fn pop_n(&mut self, n: usize) -> Result<Vec<Value>, VmError> {
         let at = self.split_point(n)?;
         Ok(self.stack.split_off(at))
