@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use super::calls::{call_native, host_fn};
 use super::lifecycle::{Frame, Step, TryFrame, Vm};
-use super::ops::{arith, compare, contains, get_property, like_to_regex};
+use super::ops::{arith, compare, contains, get_property_into, like_to_regex};
 use crate::bytecode::Instr;
 use crate::convert::value_to_json;
 use crate::error::VmError;
@@ -162,7 +162,8 @@ impl Vm<'_> {
                     // The chain is read where it lies on the stack (name on top), not moved into
                     // a vector: a transformation reads a global every few instructions.
                     let at = self.split_point(*n)?;
-                    let v = self.global(&self.stack[at..])?;
+                    let mut v = Value::Null;
+                    self.global_into(&self.stack[at..], &mut v)?;
                     self.stack.truncate(at);
                     self.push(v)?
                 }
@@ -183,7 +184,8 @@ impl Vm<'_> {
                 }
                 Instr::GetProperty { nullish: _ } => {
                     let (obj, key) = self.top_two()?;
-                    let v = get_property(obj, key)?;
+                    let mut v = Value::Null;
+                    get_property_into(obj, key, &mut v)?;
                     self.replace_top_two(v)?
                 }
                 Instr::SetProperty => {

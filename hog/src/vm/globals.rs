@@ -24,8 +24,16 @@ impl<'o> Vm<'o> {
         unsafe { lazy_value(self.rt.heap.registry(), j, 0) }
     }
 
+    /// [`Vm::global`] into `out`: the interpreter reads globals this way, as it reads properties
+    /// (see `ops::get_property_into`).
+    pub(super) fn global_into(&self, stacked: &[Value], out: &mut Value) -> Result<(), VmError> {
+        *out = self.global(stacked)?;
+        Ok(())
+    }
+
     /// The global named by `stacked`: the chain as it lies on the stack, the global's name on
     /// top (last) and the first key under it.
+    #[inline]
     pub(super) fn global(&self, stacked: &[Value]) -> Result<Value, VmError> {
         let mut chain = stacked.iter().rev();
         let name = chain.next().and_then(Value::as_str).unwrap_or("");
