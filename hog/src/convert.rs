@@ -53,11 +53,38 @@ fn json_depth(heap: &mut Heap, j: &Json, depth: usize) -> Value {
     }
 }
 
+/// Whether `serde_json::Map` iterates in key order (its default), rather than in insertion
+/// order (its `preserve_order` feature, which any crate in the build can turn on).
+fn maps_are_sorted() -> bool {
+    static SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SORTED.get_or_init(|| {
+        let mut m = Map::new();
+        m.insert("b".into(), Json::Null);
+        m.insert("a".into(), Json::Null);
+        m.keys().next().map(String::as_str) == Some("a")
+    })
+}
+
 pub(crate) fn special_object(m: &Map<String, Json>) -> Option<Value> {
     // Both markers start with `_`. Scanning a small object's keys for one is cheaper than two
     // lookups (each a string comparison per key of the node searched); most objects have none.
-    if m.len() <= 16 && !m.keys().any(|k| k.as_bytes().first() == Some(&b'_')) {
-        return None;
+    // In a sorted map the scan stops at the first key past `_` (lowercase names, which most are).
+    if m.len() <= 16 {
+        let sorted = maps_are_sorted();
+        let mut marked = false;
+        for k in m.keys() {
+            match k.as_bytes().first() {
+                Some(b'_') => {
+                    marked = true;
+                    break;
+                }
+                Some(&c) if sorted && c > b'_' => break,
+                _ => {}
+            }
+        }
+        if !marked {
+            return None;
+        }
     }
     if m.get("__hogDateTime__") == Some(&Json::Bool(true)) {
         return Some(Value::DateTime {
@@ -300,6 +327,26 @@ fn write_json(v: &Value, indent: usize, level: usize, out: &mut String, marked: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The early stop of the marker scan agrees with looking the markers up, whatever keys
+    /// come before or after them (`$` and uppercase sort before `_`, lowercase after).
+    #[test]
+    fn special_objects_found_among_any_keys() {
+        let date = json!({"__hogDate__": true, "year": 2024, "month": 1, "day": 2});
+        let datetime = json!({"__hogDateTime__": true, "dt": 1.5, "zone": "UTC"});
+        for extra in ["", "$set", "A", "Z", "^", "`", "a", "zz", "_", "__"] {
+            for (marked, is_special) in [(&date, true), (&datetime, true), (&json!({}), false)] {
+                let mut m = marked.as_object().unwrap().clone();
+                if !extra.is_empty() {
+                    m.insert(extra.into(), json!(1));
+                }
+                let slow = m.get("__hogDate__") == Some(&Json::Bool(true))
+                    || m.get("__hogDateTime__") == Some(&Json::Bool(true));
+                assert_eq!(slow, is_special, "{m:?}");
+                assert_eq!(special_object(&m).is_some(), slow, "{m:?}");
+            }
+        }
+    }
 
     #[test]
     fn parse_keeps_key_order_and_stringify_matches_js() {

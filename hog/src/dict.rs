@@ -44,6 +44,36 @@ struct Inner {
     lazy: Option<Lazy>,
 }
 
+/// Most overrides a copy holds without allocating.
+const FEW: usize = 4;
+
+/// A copy of a lazy dict's overrides ([`DictData::lazy_parts`]), in order. A returned event
+/// usually overrides one or two keys per dict, and the diff copies them once per run: a few are
+/// copied in place rather than into a vector.
+pub(crate) enum Overrides {
+    Few([Option<(Key, Value)>; FEW]),
+    Many(Vec<(Key, Value)>),
+}
+
+impl Overrides {
+    /// The overrides, in the dict's order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(Key, Value)> + '_ {
+        let (few, many) = match self {
+            Overrides::Few(few) => (&few[..], &[][..]),
+            Overrides::Many(many) => (&[][..], &many[..]),
+        };
+        few.iter().flatten().chain(many)
+    }
+
+    /// How many there are.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Overrides::Few(few) => few.iter().flatten().count(),
+            Overrides::Many(many) => many.len(),
+        }
+    }
+}
+
 /// Where a lazy dict's other entries come from.
 #[derive(Debug)]
 struct Lazy {
@@ -181,15 +211,21 @@ impl DictData {
     /// the depth the source's entries were read at. `None` when the dict is not a lazy copy of
     /// `source`. The overrides are copied out (a few values, sharing their storage), so that a
     /// caller walking them may force this dict when it finds it again inside them.
-    pub(crate) fn lazy_parts(
-        &self,
-        source: &Map<String, Json>,
-    ) -> Option<(Vec<(Key, Value)>, usize)> {
+    pub(crate) fn lazy_parts(&self, source: &Map<String, Json>) -> Option<(Overrides, usize)> {
         let inner = self.0.borrow();
         match &inner.lazy {
             Some(l) if std::ptr::eq(l.source.as_ptr(), source) => {
                 let overrides = inner.map.iter().map(|(k, v)| (k.clone(), v.clone()));
-                Some((overrides.collect(), l.depth + 1))
+                let copy = if inner.map.len() <= FEW {
+                    let mut few: [Option<(Key, Value)>; FEW] = Default::default();
+                    for (slot, entry) in few.iter_mut().zip(overrides) {
+                        *slot = Some(entry);
+                    }
+                    Overrides::Few(few)
+                } else {
+                    Overrides::Many(overrides.collect())
+                };
+                Some((copy, l.depth + 1))
             }
             _ => None,
         }

@@ -100,8 +100,10 @@ impl Registry {
     /// Empties every container still alive, breaking reference cycles (and taking every lazy
     /// dict's pointer into the globals).
     pub fn clear(&self) {
-        let tracked = std::mem::take(&mut *self.tracked.borrow_mut());
-        for t in tracked {
+        // Taken out while the containers are emptied: emptying them drops values, which must not
+        // find the list borrowed. Its buffer is put back for the next run (`Heap::reset`).
+        let mut tracked = std::mem::take(&mut *self.tracked.borrow_mut());
+        for t in tracked.drain(..) {
             match t {
                 Tracked::Array(w) => {
                     if let Some(a) = w.upgrade() {
@@ -121,6 +123,10 @@ impl Registry {
                     }
                 }
             }
+        }
+        let mut current = self.tracked.borrow_mut();
+        if current.is_empty() {
+            *current = tracked;
         }
     }
 }
@@ -157,6 +163,23 @@ impl Heap {
             pending: 0,
             max_seen: 0,
         }
+    }
+
+    /// Makes this heap, once cleared, what `Heap::new(limit)` would make, keeping the
+    /// registry's buffer.
+    pub(crate) fn reset(&mut self, limit: usize) {
+        self.clear();
+        // Containers that outlived the run (a `finish` may keep values) still point at the
+        // registry; a new run gets a registry of its own rather than share it with them.
+        if Rc::strong_count(&self.registry) != 1 || Rc::weak_count(&self.registry) != 0 {
+            self.registry = Rc::new(Registry {
+                tracked: RefCell::new(Vec::with_capacity(16)),
+            });
+        }
+        self.limit = limit;
+        self.last_live = 0;
+        self.pending = 0;
+        self.max_seen = 0;
     }
 
     /// The registry, for lazy dicts.

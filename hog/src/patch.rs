@@ -91,7 +91,19 @@ impl JsonPatch {
 
 /// What to change in `j` so that it equals `value_to_json(v)`.
 pub fn diff(v: &Value, j: &Json) -> JsonPatch {
-    diff_in(v, j, &mut Vec::new())
+    thread_local! {
+        // The containers being walked, kept between diffs: a transformation diffs once per
+        // event, and allocating this list was one of the diff's few allocations.
+        static MARKED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    MARKED.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut marked) => {
+            marked.clear();
+            diff_in(v, j, &mut marked)
+        }
+        // Not expected (a diff calls no code that diffs), but a fresh list is always correct.
+        Err(_) => diff_in(v, j, &mut Vec::new()),
+    })
 }
 
 /// `marked` holds the containers being converted above `v`, as in `to_json_depth`.
@@ -197,11 +209,21 @@ fn diff_lazy(
         Some(set) => set.contains(k),
         None => overrides.iter().any(|(o, _)| k_str(o) == Some(k)),
     };
+    // Above the depth limit, converting a scalar and back gives it unchanged.
+    let shallow = marked.len() <= MAX_JSON_DEPTH && read_depth <= MAX_JSON_DEPTH;
     for (k, y) in m {
-        if !overridden(k) {
-            if let Some(converted) = round_trip(y, read_depth, marked) {
-                set.push((Str::from(k), JsonPatch::Replace(converted)));
-            }
+        // A scalar's round trip is cheaper than comparing its name with the overrides, and
+        // almost always changes nothing; a container's may walk much more, so it goes second.
+        let converted = match y {
+            // What `round_trip` keeps, decided without the call (most entries).
+            Json::Null | Json::Bool(_) | Json::String(_) if shallow => None,
+            Json::Number(n) if shallow && (n.is_i64() || n.is_f64()) => None,
+            Json::Object(_) | Json::Array(_) if overridden(k) => None,
+            Json::Object(_) | Json::Array(_) => round_trip(y, read_depth, marked),
+            _ => round_trip(y, read_depth, marked).filter(|_| !overridden(k)),
+        };
+        if let Some(converted) = converted {
+            set.push((Str::from(k), JsonPatch::Replace(converted)));
         }
     }
     marked.pop();

@@ -39,6 +39,19 @@ impl Runtime {
         }
     }
 
+    /// Makes this runtime (of a finished run, whose heap was cleared) what `Runtime::new` would
+    /// make, keeping its buffers.
+    pub(crate) fn reset(&mut self, memory_limit: usize, trace_print: bool) {
+        self.heap.reset(memory_limit);
+        self.stdout.clear();
+        self.trace_print = trace_print;
+        self.stdout_bytes = 0;
+        self.memory_limit = memory_limit;
+        // Compiled regexes can be large (up to `REGEX_SIZE_LIMIT`), and a program is kept for a
+        // long time: they are not kept past a run, as before.
+        self.regexes.clear();
+    }
+
     /// Charges an allocation against the memory cap.
     pub fn charge(&mut self, bytes: usize) -> Result<(), VmError> {
         self.heap.charge(bytes, &[])

@@ -232,9 +232,12 @@ pub enum Value {
 // a stalled load (store forwarding fails), seen as the hottest spot of the loop in profiles.
 // This one raises the reference count of whatever the value shares and copies the 32 bytes at
 // once.
-impl Clone for Value {
+impl Value {
+    /// Raises the reference counts a copy of this value holds, without making the copy: after
+    /// this, a bitwise copy of the value owns its share exactly as a clone would (the VM copies
+    /// stack slots this way, straight from slot to slot).
     #[inline(always)]
-    fn clone(&self) -> Value {
+    pub(crate) fn retain_shares(&self) {
         // Exhaustive on purpose: a new variant must say what it shares.
         match self {
             Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) | Value::Date { .. } => {
@@ -247,9 +250,16 @@ impl Clone for Value {
             Value::Callable(c) => std::mem::forget(Rc::clone(c)),
             Value::Closure(c) => std::mem::forget(Rc::clone(c)),
         }
+    }
+}
+
+impl Clone for Value {
+    #[inline(always)]
+    fn clone(&self) -> Value {
+        self.retain_shares();
         // SAFETY: every field of every variant is plain data or an `Rc` (a `Str` is inline bytes
-        // or an `Rc<str>`), and the count of each `Rc` was raised just above by the clone that
-        // was forgotten, so the copy owns its share exactly as a field-by-field clone would.
+        // or an `Rc<str>`), and `retain_shares` just raised the count of each `Rc` (by a clone
+        // that was forgotten), so the copy owns its share exactly as a field-by-field clone would.
         unsafe { std::ptr::read(self) }
     }
 }

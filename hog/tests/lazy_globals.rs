@@ -76,7 +76,12 @@ fn run(src: &str, event: &Json) -> (Vec<String>, Json, Json) {
     };
     let program = Program::new(&compile_source(src).expect("compiles")).expect("decodes");
     let original = &options.globals.as_ref().expect("globals")["event"];
-    let result = match program.run_with(&options, |v| (value_to_json(v), diff(v, original))) {
+    // The diff first: converting the value to JSON iterates (and so forces) its lazy dicts, and
+    // the diff must also be checked on dicts still lazy.
+    let result = match program.run_with(&options, |v| {
+        let patch = diff(v, original);
+        (value_to_json(v), patch)
+    }) {
         Ok(r) => r,
         // Both ways must fail the same way, after printing the same.
         Err(e) => {
@@ -125,4 +130,32 @@ fn a_returned_event_with_one_change_patches_one_key() {
     // The big integer converts to a float (as a whole conversion would), the rest is kept.
     assert_eq!(returned["properties"]["b"], json!({"c": 2}));
     assert!(returned["properties"]["big"].is_f64());
+}
+
+/// Dicts still lazy when diffed, with few and many keys set (the diff copies up to four
+/// overrides in place and more into a vector): the patch gives the conversion.
+#[test]
+fn lazy_dicts_with_many_overrides_patch_to_their_conversion() {
+    let event = json!({"event": "e", "distinct_id": "d",
+        "properties": {"a": 1, "b": "x", "c": {"d": 2}, "big": u64::MAX, "f": 1.5}});
+    let keys = ["a", "n1", "b", "n2", "c", "n3", "f", "n4", "n5"];
+    for n in 0..=keys.len() {
+        let sets: Vec<String> = keys[..n]
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("e.properties.{k} := {i}"))
+            .collect();
+        let src = format!(
+            "let e := event\n{}\ne.event := 'x{n}'\nreturn e",
+            sets.join("\n")
+        );
+        let (_, returned, patched) = run(&src, &event);
+        assert_eq!(patched, returned, "{src}");
+        assert_eq!(returned["event"], json!(format!("x{n}")));
+        let added = keys[..n].iter().filter(|k| k.starts_with('n')).count();
+        assert_eq!(
+            returned["properties"].as_object().map(|p| p.len()),
+            Some(5 + added)
+        );
+    }
 }

@@ -43,6 +43,7 @@ pub mod filters;
 pub mod function;
 pub mod host;
 pub mod inputs;
+mod iso;
 pub mod logs;
 pub mod registry;
 mod returned;

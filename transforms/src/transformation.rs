@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use quill_hog::fasthash::FastState;
 use quill_hog::patch::JsonPatch;
 use quill_hog::{ExecOptions, Limits, Outcome as VmOutcome, Program};
 use quill_pipeline::event::Event;
@@ -26,6 +27,7 @@ use serde_json::{json, Map, Value};
 use crate::function::CompiledFunction;
 use crate::host::Host;
 use crate::inputs::Inputs;
+use crate::iso::iso;
 use crate::logs::{FunctionKey, FunctionLogs};
 use crate::returned::apply_patch;
 use crate::watcher::{State, Watcher, WatcherConfig};
@@ -112,7 +114,9 @@ struct Loaded {
 }
 
 thread_local! {
-    static LOADED: RefCell<HashMap<u64, Loaded>> = RefCell::new(HashMap::new());
+    // Looked up once per event run: with the Hog dicts' hasher rather than SipHash (the keys are
+    // stage instance numbers).
+    static LOADED: RefCell<HashMap<u64, Loaded, FastState>> = RefCell::new(HashMap::default());
 }
 
 /// Thread-local programs kept before the cache is cleared (stale chains leave entries behind).
@@ -324,72 +328,73 @@ impl Transform for HogTransformation {
     }
 }
 
-/// ISO 8601 with milliseconds, as PostHog formats event timestamps.
-fn iso(us: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
 /// The `event` global.
 pub fn event_global(event: &Event) -> Value {
     event_global_with(event, event.properties.clone(), iso(event.timestamp_us))
 }
 
+/// Fields of the `event` global.
+const EVENT_FIELDS: usize = 7;
+
 /// Fills the `event` global in `globals` for `event`, reusing the previous event's map and
 /// string buffers (an event global costs a map and six strings to build from scratch).
 /// It holds the same as [`event_global`], with these properties and ISO timestamp.
+///
+/// The fields are written in one pass over the map: looking each up searched the map's keys
+/// (a string comparison per key visited) seven times per event.
 fn fill_event_global(
     globals: &mut Map<String, Value>,
     event: &Event,
     properties: Map<String, Value>,
     timestamp: &str,
 ) {
-    let fields = match globals.get_mut("event") {
-        Some(Value::Object(fields)) => fields,
-        _ => {
-            globals.insert(
-                "event".into(),
-                event_global_with(event, properties, timestamp.into()),
-            );
-            return;
+    if let Some(Value::Object(fields)) = globals.get_mut("event") {
+        if fields.len() == EVENT_FIELDS {
+            let mut uuid = [0u8; 36];
+            let uuid = event.uuid.hyphenated().encode_lower(&mut uuid);
+            let chain = properties.get("$elements_chain").and_then(Value::as_str);
+            let url = properties.get("$current_url");
+            let mut properties_slot = None;
+            let mut filled = 0;
+            for (key, slot) in fields.iter_mut() {
+                match key.as_str() {
+                    "uuid" => write_str(slot, uuid),
+                    "event" => write_str(slot, &event.event),
+                    "distinct_id" => write_str(slot, &event.distinct_id),
+                    "elements_chain" => write_str(slot, chain.unwrap_or("")),
+                    "timestamp" => write_str(slot, timestamp),
+                    "url" => match url {
+                        Some(Value::String(url)) => write_str(slot, url),
+                        other => *slot = other.cloned().unwrap_or(Value::Null),
+                    },
+                    "properties" => {
+                        properties_slot = Some(slot);
+                        continue;
+                    }
+                    _ => continue,
+                }
+                filled += 1;
+            }
+            if let (Some(slot), 6) = (properties_slot, filled) {
+                *slot = Value::Object(properties);
+                return;
+            }
         }
-    };
-    let mut uuid = [0u8; 36];
-    set_str(
-        fields,
-        "uuid",
-        event.uuid.hyphenated().encode_lower(&mut uuid),
+    }
+    globals.insert(
+        "event".into(),
+        event_global_with(event, properties, timestamp.into()),
     );
-    set_str(fields, "event", &event.event);
-    set_str(fields, "distinct_id", &event.distinct_id);
-    let chain = properties.get("$elements_chain").and_then(Value::as_str);
-    set_str(fields, "elements_chain", chain.unwrap_or(""));
-    set_str(fields, "timestamp", timestamp);
-    match properties.get("$current_url") {
-        Some(Value::String(url)) => set_str(fields, "url", url),
-        other => set(fields, "url", other.cloned().unwrap_or(Value::Null)),
-    }
-    set(fields, "properties", Value::Object(properties));
 }
 
-fn set(fields: &mut Map<String, Value>, key: &str, value: Value) {
-    match fields.get_mut(key) {
-        Some(v) => *v = value,
-        None => {
-            fields.insert(key.into(), value);
-        }
-    }
-}
-
-/// Sets a string field, writing into the old string's buffer.
-fn set_str(fields: &mut Map<String, Value>, key: &str, value: &str) {
-    match fields.get_mut(key) {
-        Some(Value::String(s)) => {
+/// Sets a string value, writing into the old string's buffer.
+fn write_str(slot: &mut Value, value: &str) {
+    match slot {
+        Value::String(s) => {
             s.clear();
             s.push_str(value);
         }
-        _ => set(fields, key, Value::String(value.into())),
+        other => *other = Value::String(value.into()),
     }
 }
 

@@ -128,8 +128,12 @@ struct Bucket {
 #[derive(Debug, Default)]
 pub struct Watcher {
     config: WatcherConfig,
-    buckets: Mutex<HashMap<FunctionKey, Bucket>>,
+    /// Looked up two or three times per event run: with the Hog dicts' hasher rather than
+    /// SipHash (the keys are function ids, not event data).
+    buckets: Mutex<Buckets>,
 }
+
+type Buckets = HashMap<FunctionKey, Bucket, quill_hog::fasthash::FastState>;
 
 impl Watcher {
     /// A watcher with these thresholds.
@@ -145,12 +149,7 @@ impl Watcher {
         &self.config
     }
 
-    fn bucket<'a>(
-        &self,
-        map: &'a mut HashMap<FunctionKey, Bucket>,
-        key: FunctionKey,
-        now: Instant,
-    ) -> &'a mut Bucket {
+    fn bucket<'a>(&self, map: &'a mut Buckets, key: FunctionKey, now: Instant) -> &'a mut Bucket {
         let c = &self.config;
         let b = map.entry(key).or_insert_with(|| Bucket {
             tokens: c.pool,

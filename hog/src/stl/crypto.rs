@@ -41,17 +41,44 @@ fn hash(name: &str, data: &[u8]) -> Vec<u8> {
     }
 }
 
-fn hashed(alg: &'static str, a: &[Value], hex: bool) -> Result<Value, VmError> {
+/// `md5Hex`, `sha1Hex` and `sha256Hex`: the digest and its hex digits stay on the Rust stack,
+/// so the result string is the only allocation (a hashing transformation calls this per event).
+fn hashed_hex(alg: &'static str, a: &[Value]) -> Value {
+    fn hex_of<D: Digest>(data: &[u8]) -> Value {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let digest = D::digest(data);
+        // The longest digest here is SHA-256's 32 bytes.
+        let mut buf = [0u8; 64];
+        let n = digest.len().min(32);
+        for (i, b) in digest.iter().take(n).enumerate() {
+            buf[2 * i] = DIGITS[usize::from(b >> 4)];
+            buf[2 * i + 1] = DIGITS[usize::from(b & 15)];
+        }
+        // Hex digits are ASCII, so this never fails.
+        Value::str(std::str::from_utf8(&buf[..2 * n]).unwrap_or_default())
+    }
+    let printed;
+    let data = match arg(a, 0) {
+        Value::Null => return Value::Null,
+        Value::Str(s) => s.as_bytes(),
+        v => {
+            printed = print_string_output(v);
+            printed.as_bytes()
+        }
+    };
+    match alg {
+        "md5" => hex_of::<Md5>(data),
+        "sha1" => hex_of::<Sha1>(data),
+        _ => hex_of::<Sha256>(data),
+    }
+}
+
+/// `md5`, `sha1` and `sha256`: the digest in the encoding named by the second argument.
+fn hashed(alg: &'static str, a: &[Value]) -> Result<Value, VmError> {
     match arg(a, 0) {
         Value::Null => Ok(Value::Null),
-        Value::Str(s) => {
-            let digest = hash(alg, s.as_bytes());
-            encode(&digest, if hex { &Value::Null } else { arg(a, 1) })
-        }
-        v => {
-            let digest = hash(alg, print_string_output(v).as_bytes());
-            encode(&digest, if hex { &Value::Null } else { arg(a, 1) })
-        }
+        Value::Str(s) => encode(&hash(alg, s.as_bytes()), arg(a, 1)),
+        v => encode(&hash(alg, print_string_output(v).as_bytes()), arg(a, 1)),
     }
 }
 
@@ -87,12 +114,14 @@ fn hmac_chain(alg: &str, a: &[Value], hex: bool) -> Result<Value, VmError> {
 }
 
 pub(super) fn register(add: Reg<'_>) {
-    add("md5Hex", 1, Some(1), |_, _, a| hashed("md5", a, true));
-    add("sha1Hex", 1, Some(1), |_, _, a| hashed("sha1", a, true));
-    add("sha256Hex", 1, Some(1), |_, _, a| hashed("sha256", a, true));
-    add("md5", 1, Some(2), |_, _, a| hashed("md5", a, false));
-    add("sha1", 1, Some(2), |_, _, a| hashed("sha1", a, false));
-    add("sha256", 1, Some(2), |_, _, a| hashed("sha256", a, false));
+    add("md5Hex", 1, Some(1), |_, _, a| Ok(hashed_hex("md5", a)));
+    add("sha1Hex", 1, Some(1), |_, _, a| Ok(hashed_hex("sha1", a)));
+    add("sha256Hex", 1, Some(1), |_, _, a| {
+        Ok(hashed_hex("sha256", a))
+    });
+    add("md5", 1, Some(2), |_, _, a| hashed("md5", a));
+    add("sha1", 1, Some(2), |_, _, a| hashed("sha1", a));
+    add("sha256", 1, Some(2), |_, _, a| hashed("sha256", a));
     add("sha256HmacChainHex", 1, Some(1), |_, _, a| {
         hmac_chain("sha256", a, true)
     });
@@ -161,7 +190,30 @@ mod tests {
 
     #[test]
     fn hashes() {
-        let v = hashed("md5", &[Value::str("hello")], true).unwrap();
+        let v = hashed_hex("md5", &[Value::str("hello")]);
         assert_eq!(v.as_str(), Some("5d41402abc4b2a76b9719d911017c592"));
+    }
+
+    /// The hex functions give what the general way (digest, then `encode` as hex) gives.
+    #[test]
+    fn hex_digests_match_the_general_encoding() {
+        let inputs = [
+            Value::Null,
+            Value::str(""),
+            Value::str("hello"),
+            Value::str("s3cr3tuser42@example.com and a much longer tail of text".repeat(5)),
+            Value::Int(-7),
+            Value::Float(1.5),
+            Value::Bool(true),
+            Value::array_untracked(vec![Value::str("a"), Value::Int(1)]),
+        ];
+        for alg in ["md5", "sha1", "sha256"] {
+            for x in &inputs {
+                let general = hashed(alg, &[x.clone(), Value::str("hex")]).unwrap();
+                let fast = hashed_hex(alg, std::slice::from_ref(x));
+                assert_eq!(fast.as_str(), general.as_str(), "{alg} of {x:?}");
+                assert_eq!(fast.type_name(), general.type_name(), "{alg} of {x:?}");
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use serde_json::Value as Json;
 
-use super::exec::{Frame, Vm};
+use super::lifecycle::{Frame, Vm};
 use super::{ExecOptions, HostFn};
 use crate::convert::{json_to_value, value_to_json};
 use crate::error::VmError;
@@ -13,14 +13,25 @@ use crate::runtime::Runtime;
 use crate::stl;
 use crate::value::{Closure, ErrorData, Str, Value};
 
-/// The host function `name`, if the options have one.
-pub(super) fn host_fn<'a>(opts: &'a ExecOptions, name: &str) -> Option<&'a HostFn> {
-    let functions = &opts.functions;
-    if functions.is_empty() {
+/// The lengths of the host functions' names, as bits (length modulo 64) for [`host_fn`].
+pub(super) fn host_name_lengths(opts: &ExecOptions) -> u64 {
+    opts.functions
+        .keys()
+        .fold(0, |bits, k| bits | 1u64 << (k.len() % 64))
+}
+
+/// The host function `name`, if the options have one. `lengths` is
+/// [`host_name_lengths`] of the options.
+#[inline]
+pub(super) fn host_fn<'a>(opts: &'a ExecOptions, lengths: u64, name: &str) -> Option<&'a HostFn> {
+    // This runs on every call by name, and most calls are to the standard library: a name of a
+    // length no host function has is not one (without walking the map).
+    if lengths & (1u64 << (name.len() % 64)) == 0 {
         return None;
     }
-    // Hosts pass a handful of functions, and this runs on every call by name: comparing a few
-    // names is cheaper than hashing the name with SipHash.
+    let functions = &opts.functions;
+    // Hosts pass a handful of functions: comparing a few names is cheaper than hashing the name
+    // with SipHash.
     if functions.len() <= 8 {
         return functions
             .iter()
@@ -155,4 +166,52 @@ pub fn new_error(kind: &str, message: &str, payload: Value) -> Value {
         message: Str::from(message),
         payload: std::cell::RefCell::new(payload),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::super::{ExecOptions, Outcome, Program};
+
+    /// Host functions are found whatever their names' lengths (including lengths 64 apart,
+    /// which share a bit), alone or together, win over the standard library's, and leave other
+    /// calls to it.
+    #[test]
+    fn host_functions_found_by_name() {
+        let name = |len: usize| format!("h{}", "x".repeat(len - 1));
+        let lengths = [1, 2, 6, 62, 63, 64, 65, 127, 128, 129];
+        let mut all = ExecOptions::default();
+        for len in lengths {
+            let mut alone = ExecOptions::default();
+            for options in [&mut alone, &mut all] {
+                options.functions.insert(
+                    name(len),
+                    Arc::new(move |_args: &[serde_json::Value]| Ok(json!(len))),
+                );
+            }
+            let src = format!("return [{}(), upper('a'), length('abc')]", name(len));
+            let program = Program::new(&crate::compile_source(&src).unwrap()).unwrap();
+            let r = program.run(&alone).unwrap();
+            assert_eq!(r.outcome, Outcome::Finished(json!([len, "A", 3])), "{len}");
+        }
+        all.functions.insert(
+            "concat".into(),
+            Arc::new(|_args: &[serde_json::Value]| Ok(json!("host"))),
+        );
+        let calls: Vec<String> = lengths.iter().map(|l| format!("{}()", name(*l))).collect();
+        let src = format!(
+            "return [{}, concat('a', 'b'), upper('a')]",
+            calls.join(", ")
+        );
+        let program = Program::new(&crate::compile_source(&src).unwrap()).unwrap();
+        let mut want: Vec<serde_json::Value> = lengths.iter().map(|l| json!(l)).collect();
+        want.extend([json!("host"), json!("A")]);
+        for _ in 0..2 {
+            let r = program.run(&all).unwrap();
+            assert_eq!(r.outcome, Outcome::Finished(json!(want)));
+        }
+    }
 }

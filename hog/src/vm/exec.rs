@@ -1,176 +1,28 @@
-//! The interpreter loop.
+//! The interpreter loop: one instruction at a time until the program returns, fails or calls an
+//! async function. Starting, finishing and recycling a run are in `lifecycle`.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
-
-use serde_json::Value as Json;
 
 use super::calls::{call_native, host_fn};
-use super::ops::{arith, compare, contains, get_property, like_to_regex};
-use super::state::{self, VmState};
-use super::{ExecError, ExecOptions, ExecResult, Outcome};
-use crate::bytecode::{decode_program, Chunk, Instr};
-use crate::convert::{json_to_value, value_to_json};
+use super::lifecycle::{Frame, Step, TryFrame, Vm};
+use super::ops::{arith, compare, contains, get_property_into, like_to_regex};
+use crate::bytecode::Instr;
+use crate::convert::value_to_json;
 use crate::error::VmError;
-use crate::runtime::Runtime;
 use crate::stl;
-use crate::value::{
-    Callable, CallableKind, ChunkRef, Closure, Dict, Str, Upvalue, UpvalueCell, Value,
-};
+use crate::value::{Callable, CallableKind, ChunkRef, Closure, Dict, Str, Upvalue, Value};
 
 /// How often (in ops) the clock is checked: every 256 ops keeps reading the clock (~25 ns) under
 /// 1% of a run while a timeout is still noticed within microseconds of cheap ops.
 const TIME_CHECK_MASK: u64 = 255;
 
-pub(super) struct Frame {
-    pub chunk: ChunkRef,
-    pub code: Rc<Chunk>,
-    pub ip: usize,
-    pub stack_start: usize,
-    pub closure: Option<Rc<Closure>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(super) struct TryFrame {
-    pub call_depth: usize,
-    pub stack_len: usize,
-    pub catch_ip: usize,
-}
-
-/// The bytecode JSON, kept only to be saved in the state of a suspended run.
-pub(super) enum Source<'o> {
-    Borrowed(&'o Json),
-    Shared(Rc<Json>),
-}
-
-impl Source<'_> {
-    pub fn json(&self) -> &Json {
-        match self {
-            Source::Borrowed(j) => j,
-            Source::Shared(j) => j,
+impl Vm<'_> {
+    pub(super) fn run_loop(&mut self) -> Result<Step, VmError> {
+        // A resumed run may start with its budget spent. The clock was read when the run
+        // started, so only the time used before counts here (a fresh run skips a clock read).
+        if self.prior > self.opts.limits.timeout {
+            self.check_time()?;
         }
-    }
-}
-
-/// Initial stack capacity: most programs stay below it, so runs don't regrow the stack.
-const STACK_CAPACITY: usize = 64;
-
-pub(super) struct Vm<'o> {
-    pub rt: Runtime,
-    pub root_json: Source<'o>,
-    pub root: Rc<Chunk>,
-    pub stack: Vec<Value>,
-    pub frames: Vec<Frame>,
-    pub open_ups: Vec<(usize, Rc<UpvalueCell>)>,
-    pub tries: Vec<TryFrame>,
-    pub opts: &'o ExecOptions,
-    pub ops: u64,
-    pub async_steps: usize,
-    pub start: Instant,
-    pub prior: Duration,
-}
-
-enum Step {
-    Done(Value),
-    Suspend(String, Vec<Value>),
-}
-
-fn fail(error: VmError) -> ExecError {
-    ExecError {
-        error,
-        stdout: Vec::new(),
-    }
-}
-
-impl<'o> Vm<'o> {
-    pub fn start(bytecode: &'o Json, opts: &'o ExecOptions) -> Result<Self, ExecError> {
-        let root = Rc::new(decode_program(bytecode).map_err(fail)?);
-        Ok(Vm::start_decoded(Source::Borrowed(bytecode), root, opts))
-    }
-
-    /// Starts a run of bytecode that is already decoded (see [`super::Program`]).
-    pub fn start_decoded(root_json: Source<'o>, root: Rc<Chunk>, opts: &'o ExecOptions) -> Self {
-        let mut vm = Vm::empty(root_json, root.clone(), opts);
-        vm.frames.push(Frame {
-            chunk: ChunkRef::Root,
-            code: root,
-            ip: 0,
-            stack_start: 0,
-            closure: None,
-        });
-        vm
-    }
-
-    pub fn empty(root_json: Source<'o>, root: Rc<Chunk>, opts: &'o ExecOptions) -> Self {
-        Vm {
-            rt: Runtime::new(opts.limits.memory_bytes, opts.trace_print),
-            root_json,
-            root,
-            stack: Vec::with_capacity(STACK_CAPACITY),
-            frames: Vec::with_capacity(4),
-            open_ups: Vec::new(),
-            tries: Vec::new(),
-            opts,
-            ops: 0,
-            async_steps: 0,
-            start: Instant::now(),
-            prior: Duration::ZERO,
-        }
-    }
-
-    pub fn restore(
-        mut state: VmState,
-        result: Json,
-        opts: &'o ExecOptions,
-    ) -> Result<Self, ExecError> {
-        let root = Rc::new(decode_program(&state.bytecode).map_err(fail)?);
-        let bytecode = std::mem::take(&mut state.bytecode);
-        let mut vm = Vm::empty(Source::Shared(Rc::new(bytecode)), root, opts);
-        state::restore_into(&mut vm, &state).map_err(fail)?;
-        let v = json_to_value(&mut vm.rt.heap, &result);
-        vm.stack.push(v);
-        Ok(vm)
-    }
-
-    pub fn execute(self) -> Result<ExecResult, ExecError> {
-        self.execute_with(value_to_json)
-    }
-
-    /// Runs to the end; `finish` gets the return value while its containers are still whole.
-    pub fn execute_with<T>(
-        mut self,
-        finish: impl FnOnce(&Value) -> T,
-    ) -> Result<ExecResult<T>, ExecError> {
-        match self.run_loop() {
-            Ok(Step::Done(v)) => Ok(ExecResult {
-                stdout: std::mem::take(&mut self.rt.stdout),
-                outcome: Outcome::Finished(finish(&v)),
-                ops: self.ops,
-                max_mem_used: self.rt.heap.max_seen,
-            }),
-            Ok(Step::Suspend(function, args)) => {
-                let args = args.iter().map(value_to_json).collect();
-                let st = state::capture(&self);
-                Ok(ExecResult {
-                    stdout: std::mem::take(&mut self.rt.stdout),
-                    outcome: Outcome::Suspended {
-                        function,
-                        args,
-                        state: Box::new(st),
-                    },
-                    ops: self.ops,
-                    max_mem_used: self.rt.heap.max_seen,
-                })
-            }
-            Err(error) => Err(ExecError {
-                error,
-                stdout: std::mem::take(&mut self.rt.stdout),
-            }),
-        }
-    }
-
-    fn run_loop(&mut self) -> Result<Step, VmError> {
-        self.check_time()?;
         // The running frame's chunk, next instruction and first stack slot live in locals;
         // `reload` brings them back from the frame stack after a call, return or catch.
         let (mut code, mut ip, mut base) = match self.frames.last() {
@@ -259,10 +111,9 @@ impl<'o> Vm<'o> {
                     self.push(arith(&a, &b, op))?
                 }
                 Instr::Compare(c) => {
-                    let a = self.pop()?;
-                    let b = self.pop()?;
-                    let r = compare(&a, &b, *c);
-                    self.push_with(|| Value::Bool(r))?
+                    let (b, a) = self.top_two()?;
+                    let r = compare(a, b, *c);
+                    self.replace_top_two(Value::Bool(r))?
                 }
                 Instr::Like { ci, negate } => {
                     let s = self.pop()?;
@@ -308,9 +159,12 @@ impl<'o> Vm<'o> {
                     if *n == 0 || *n > self.stack.len() {
                         return Err(VmError::exception("Invalid GET_GLOBAL chain length"));
                     }
-                    let mut chain = self.pop_n(*n)?;
-                    chain.reverse();
-                    let v = self.global(&chain)?;
+                    // The chain is read where it lies on the stack (name on top), not moved into
+                    // a vector: a transformation reads a global every few instructions.
+                    let at = self.split_point(*n)?;
+                    let mut v = Value::Null;
+                    self.global_into(&self.stack[at..], &mut v)?;
+                    self.stack.truncate(at);
                     self.push(v)?
                 }
                 Instr::GetLocal(i) => {
@@ -318,11 +172,7 @@ impl<'o> Vm<'o> {
                     if at >= self.stack.len() {
                         return Err(VmError::exception(format!("Invalid local index: {i}")));
                     }
-                    // Clones straight into the new slot: cloning into a temporary and pushing
-                    // it stalled on reading the temporary back (the loop's hottest spot).
-                    self.stack.extend_from_within(at..=at);
-                    let cost = self.stack.last().map_or(0, crate::heap::slot_cost);
-                    self.rt.heap.charge(cost, &self.stack)?
+                    self.push_copy(at)?
                 }
                 Instr::SetLocal(i) => {
                     let v = self.pop()?;
@@ -333,10 +183,10 @@ impl<'o> Vm<'o> {
                     *slot = v;
                 }
                 Instr::GetProperty { nullish: _ } => {
-                    let key = self.pop()?;
-                    let obj = self.pop()?;
-                    let v = get_property(&obj, &key)?;
-                    self.push(v)?
+                    let (obj, key) = self.top_two()?;
+                    let mut v = Value::Null;
+                    get_property_into(obj, key, &mut v)?;
+                    self.replace_top_two(v)?
                 }
                 Instr::SetProperty => {
                     let value = self.pop()?;
@@ -489,7 +339,7 @@ impl<'o> Vm<'o> {
                     }
                     let name: &str = name;
                     let opts = self.opts;
-                    let host = host_fn(opts, name);
+                    let host = host_fn(opts, self.host_lengths, name);
                     if host.is_some() || spec.is_some() {
                         // The arguments stay on the stack during the call (no vector per call).
                         let at = self.stack.len() - argc;
@@ -576,7 +426,7 @@ impl<'o> Vm<'o> {
                                     args.push(Value::Null);
                                 }
                             }
-                            let host = host_fn(self.opts, &callable.name);
+                            let host = host_fn(self.opts, self.host_lengths, &callable.name);
                             let spec = stl::spec(&callable.name);
                             let r = call_native(&mut self.rt, host, &callable.name, &args, spec)
                                 .unwrap_or_else(|| {
@@ -596,7 +446,7 @@ impl<'o> Vm<'o> {
                     }
                 }
                 Instr::Try(t) => {
-                    self.tries.push(super::exec::TryFrame {
+                    self.tries.push(TryFrame {
                         call_depth: self.frames.len(),
                         stack_len: self.stack.len(),
                         catch_ip: *t,

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use serde_json::Value as Json;
 
 use super::calls::to_closure;
-use super::exec::Vm;
+use super::lifecycle::Vm;
 use crate::dict::lazy_value;
 use crate::error::VmError;
 use crate::stl;
@@ -24,12 +24,23 @@ impl<'o> Vm<'o> {
         unsafe { lazy_value(self.rt.heap.registry(), j, 0) }
     }
 
-    pub(super) fn global(&mut self, chain: &[Value]) -> Result<Value, VmError> {
-        let name = chain.first().and_then(Value::as_str).unwrap_or("");
+    /// [`Vm::global`] into `out`: the interpreter reads globals this way, as it reads properties
+    /// (see `ops::get_property_into`).
+    pub(super) fn global_into(&self, stacked: &[Value], out: &mut Value) -> Result<(), VmError> {
+        *out = self.global(stacked)?;
+        Ok(())
+    }
+
+    /// The global named by `stacked`: the chain as it lies on the stack, the global's name on
+    /// top (last) and the first key under it.
+    #[inline]
+    pub(super) fn global(&self, stacked: &[Value]) -> Result<Value, VmError> {
+        let mut chain = stacked.iter().rev();
+        let name = chain.next().and_then(Value::as_str).unwrap_or("");
         let opts: &'o super::ExecOptions = self.opts;
         if let Some(Json::Object(globals)) = &opts.globals {
             if let Some(mut cur) = globals.get(name) {
-                for key in &chain[1..] {
+                for key in chain {
                     let next = match (cur, key) {
                         (Json::Object(m), Value::Str(k)) => m.get(&**k),
                         (Json::Array(a), Value::Int(i)) if *i > 0 => a.get((*i - 1) as usize),
@@ -47,7 +58,7 @@ impl<'o> Vm<'o> {
                 return Ok(self.global_value(cur));
             }
         }
-        if chain.len() == 1 {
+        if stacked.len() == 1 {
             let callable = |kind, argc| {
                 Value::Callable(Rc::new(Callable {
                     name: Str::from(name),
@@ -74,8 +85,9 @@ impl<'o> Vm<'o> {
                 return Ok(to_closure(callable(kind, argc)));
             }
         }
-        let names: Vec<String> = chain
+        let names: Vec<String> = stacked
             .iter()
+            .rev()
             .map(crate::print::print_string_output)
             .collect();
         Err(VmError::exception(format!(

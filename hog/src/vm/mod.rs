@@ -8,6 +8,7 @@
 mod calls;
 mod exec;
 mod globals;
+mod lifecycle;
 pub mod ops;
 mod stack;
 mod state;
@@ -122,16 +123,28 @@ pub struct ExecError {
 
 /// Runs bytecode (`["_H", 1, ...]`) from the start.
 pub fn run<'a>(bytecode: &'a Json, options: &'a ExecOptions) -> Result<ExecResult, ExecError> {
-    exec::Vm::start(bytecode, options).and_then(|vm| vm.execute())
+    lifecycle::Vm::start(bytecode, options).and_then(|vm| vm.execute())
 }
 
 /// Bytecode decoded once, to be run many times (a transformation runs the same bytecode for every
 /// event). Running a `Program` skips decoding the JSON on each run; otherwise it is the same as
 /// [`run`].
-#[derive(Debug, Clone)]
+///
+/// A program keeps the emptied buffers of its last run (stack, frames, heap registry) for the
+/// next one; clones share them.
+#[derive(Clone)]
 pub struct Program {
     json: std::rc::Rc<Json>,
     root: std::rc::Rc<crate::bytecode::Chunk>,
+    spare: std::rc::Rc<lifecycle::SpareSlot>,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program")
+            .field("json", &self.json)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Program {
@@ -141,6 +154,7 @@ impl Program {
         Ok(Program {
             json: std::rc::Rc::new(bytecode.clone()),
             root: std::rc::Rc::new(root),
+            spare: std::rc::Rc::default(),
         })
     }
 
@@ -160,10 +174,11 @@ impl Program {
         options: &ExecOptions,
         finish: impl FnOnce(&crate::value::Value) -> T,
     ) -> Result<ExecResult<T>, ExecError> {
-        let vm = exec::Vm::start_decoded(
-            exec::Source::Shared(self.json.clone()),
+        let vm = lifecycle::Vm::start_decoded(
+            lifecycle::Source::Shared(self.json.clone()),
             self.root.clone(),
             options,
+            Some(&self.spare),
         );
         vm.execute_with(finish)
     }
@@ -175,5 +190,5 @@ pub fn resume(
     result: Json,
     options: &ExecOptions,
 ) -> Result<ExecResult, ExecError> {
-    exec::Vm::restore(state, result, options).and_then(|vm| vm.execute())
+    lifecycle::Vm::restore(state, result, options).and_then(|vm| vm.execute())
 }

@@ -275,7 +275,16 @@ pub fn like_to_regex(pattern: &str, case_insensitive: bool) -> String {
     out
 }
 
+/// [`get_property`] into `out`. The interpreter reads every property this way: moving the value
+/// out of a returned `Result` (whose tag is the value's own) was copied in overlapping pieces
+/// that the next read stalled on (seen in profiles), while `out` is written and read whole.
+pub(crate) fn get_property_into(obj: &Value, key: &Value, out: &mut Value) -> Result<(), VmError> {
+    *out = get_property(obj, key)?;
+    Ok(())
+}
+
 /// Reads `obj[key]` with 1-based (and negative) indexes for arrays and tuples.
+#[inline]
 pub fn get_property(obj: &Value, key: &Value) -> Result<Value, VmError> {
     Ok(match obj {
         Value::Dict(d) => match key.key_ref() {

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::exec::Vm;
+use super::lifecycle::Vm;
 use crate::error::VmError;
 use crate::heap::slot_cost;
 use crate::value::{Upvalue, UpvalueCell, Value};
@@ -27,6 +27,38 @@ impl Vm<'_> {
         self.stack.pop().ok_or_else(|| {
             VmError::exception("Invalid HogQL bytecode, stack is empty, can not pop")
         })
+    }
+
+    /// The two values on top of the stack (the top one second), read where they lie: a binary
+    /// instruction reads its operands in place rather than popping (moving) them first, and
+    /// then puts its result where they were with [`Vm::replace_top_two`].
+    #[inline(always)]
+    pub(super) fn top_two(&self) -> Result<(&Value, &Value), VmError> {
+        match self.stack.as_slice() {
+            [.., below, top] => Ok((below, top)),
+            _ => Err(VmError::exception(
+                "Invalid HogQL bytecode, stack is empty, can not pop",
+            )),
+        }
+    }
+
+    /// Replaces the two values on top of the stack with `v`: the stack and the memory charge
+    /// end as popping both and pushing `v` would leave them. The two old values are dropped
+    /// after the charge, as popped operands were (a measurement still sees what they hold).
+    #[inline(always)]
+    pub(super) fn replace_top_two(&mut self, v: Value) -> Result<(), VmError> {
+        let cost = slot_cost(&v);
+        let top = self.stack.pop();
+        let below = match self.stack.last_mut() {
+            Some(slot) => Some(std::mem::replace(slot, v)),
+            None => {
+                self.stack.push(v);
+                None
+            }
+        };
+        let charged = self.rt.heap.charge(cost, &self.stack);
+        drop((top, below));
+        charged
     }
 
     pub(super) fn pop_n(&mut self, n: usize) -> Result<Vec<Value>, VmError> {
@@ -73,6 +105,33 @@ impl Vm<'_> {
             }
             None => self.stack.push(v),
         }
+        self.rt.heap.charge(cost, &self.stack)
+    }
+
+    /// Pushes a copy of the value in slot `at` (below the stack's length), copied whole from
+    /// slot to slot. `GET_LOCAL` is the commonest instruction: `Vec::extend_from_within` (used
+    /// before) is an out-of-line call, and a clone into a local was written to a temporary piece
+    /// by piece and read back in other pieces, which stalls (seen in profiles).
+    #[inline(always)]
+    pub(super) fn push_copy(&mut self, at: usize) -> Result<(), VmError> {
+        let len = self.stack.len();
+        let Some(v) = self.stack.get(at) else {
+            return Err(VmError::exception("Invalid local index"));
+        };
+        v.retain_shares();
+        if len == self.stack.capacity() {
+            self.stack.reserve(1);
+        }
+        let base = self.stack.as_mut_ptr();
+        // SAFETY: `at < len`, so the source slot is initialized; after the reserve the slot at
+        // `len` is allocated and unused, so the two do not overlap. `retain_shares` raised the
+        // counts the copy owns, so the bitwise copy is a clone, and the length grows only once
+        // the new slot is written.
+        unsafe {
+            std::ptr::copy_nonoverlapping(base.add(at), base.add(len), 1);
+            self.stack.set_len(len + 1);
+        }
+        let cost = self.stack.last().map_or(0, slot_cost);
         self.rt.heap.charge(cost, &self.stack)
     }
 

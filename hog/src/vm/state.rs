@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use super::exec::{Frame, TryFrame, Vm};
+use super::lifecycle::{Frame, TryFrame, Vm};
 use crate::error::VmError;
 use crate::stl;
 use crate::value::{
