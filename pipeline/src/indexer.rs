@@ -10,18 +10,23 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::event::Record;
 use crate::events_index::{self, IndexWriter};
-use crate::log::{LogError, LogReader};
+use crate::log::{byte_position, LogError, LogReader};
 use crate::store::{LazySync, Store, StoreError, META};
 
 const CURSOR: &str = "cursor.events_index";
 /// Bytes of (compressed) log one transaction covers at most: about 150k typical events.
 const BATCH_BYTES: usize = 16 << 20;
+/// While following, the indexer waits for this much new log (about 10k events) or for
+/// [`MAX_DELAY`], whichever comes first: a few hundred events per transaction would rewrite
+/// nearly as many pages as ten thousand.
+const MIN_BATCH_BYTES: u64 = 1 << 20;
+const MAX_DELAY: Duration = Duration::from_millis(250);
 
 /// Errors of the indexer.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +112,15 @@ impl Indexer {
     pub fn run(mut self, progress: watch::Sender<u64>, stop: Arc<AtomicBool>) {
         progress.send_replace(self.cursor);
         let mut backoff = Duration::from_millis(1);
+        let mut stepped_at = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            let backlog =
+                byte_position(self.reader.end()).saturating_sub(byte_position(self.cursor));
+            if backlog > 0 && backlog < MIN_BATCH_BYTES && stepped_at.elapsed() < MAX_DELAY {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            stepped_at = Instant::now();
             match self.step() {
                 Ok(0) => {
                     if self.sync.due() {
