@@ -8,7 +8,7 @@
 //! Each batch and the cursor commit together, so after a crash it resumes exactly where its
 //! last commit ended.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::event::Record;
 use crate::events_index::{self, IndexWriter};
+use crate::follow::{follow, Follower};
 use crate::log::{byte_position, LogError, LogReader};
 use crate::store::{LazySync, Store, StoreError, META};
 
@@ -45,6 +46,7 @@ pub struct Indexer {
     reader: LogReader,
     cursor: u64,
     sync: LazySync,
+    stepped_at: Instant,
 }
 
 impl Indexer {
@@ -56,6 +58,7 @@ impl Indexer {
             reader,
             cursor,
             sync: LazySync::default(),
+            stepped_at: Instant::now(),
         })
     }
 
@@ -109,43 +112,8 @@ impl Indexer {
     }
 
     /// Follows the log until `stop` is set, publishing the cursor after every batch.
-    pub fn run(mut self, progress: watch::Sender<u64>, stop: Arc<AtomicBool>) {
-        progress.send_replace(self.cursor);
-        let mut backoff = Duration::from_millis(1);
-        let mut stepped_at = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            let backlog =
-                byte_position(self.reader.end()).saturating_sub(byte_position(self.cursor));
-            if backlog > 0 && backlog < MIN_BATCH_BYTES && stepped_at.elapsed() < MAX_DELAY {
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-            stepped_at = Instant::now();
-            match self.step() {
-                Ok(0) => {
-                    if self.sync.due() {
-                        if let Err(e) = self.sync.sync(&self.store) {
-                            tracing::error!(error = %e, "cannot make the events index durable");
-                        }
-                    }
-                    // Idle waits are longer than the materializer's: nothing waits on the
-                    // index but reads of the events list, which wait for it explicitly.
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Ok(_) => {
-                    progress.send_replace(self.cursor);
-                    backoff = Duration::from_millis(1);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, cursor = self.cursor, "indexer failed; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        if let Err(e) = self.sync.sync(&self.store) {
-            tracing::error!(error = %e, "cannot make the events index durable");
-        }
+    pub fn run(self, progress: watch::Sender<u64>, stop: Arc<AtomicBool>) {
+        follow(self, progress, &stop);
     }
 
     /// Forgets the index so that the next run rebuilds it from offset 0.
@@ -158,5 +126,35 @@ impl Indexer {
         }
         txn.commit()?;
         Ok(())
+    }
+}
+
+impl Follower for Indexer {
+    const NAME: &'static str = "indexer";
+    // Longer than the materializer's: nothing waits on the index but reads of the events list,
+    // which wait for it explicitly.
+    const IDLE: Duration = Duration::from_millis(10);
+    type Error = IndexerError;
+
+    fn step(&mut self) -> Result<usize, IndexerError> {
+        self.stepped_at = Instant::now();
+        Indexer::step(self)
+    }
+
+    fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.sync.sync(&self.store)
+    }
+
+    fn sync_due(&self) -> bool {
+        self.sync.due()
+    }
+
+    fn ready(&mut self) -> bool {
+        let backlog = byte_position(self.reader.end()).saturating_sub(byte_position(self.cursor));
+        backlog == 0 || backlog >= MIN_BATCH_BYTES || self.stepped_at.elapsed() >= MAX_DELAY
     }
 }

@@ -27,6 +27,7 @@ pub mod data_dir;
 pub mod definitions;
 pub mod event;
 pub mod events_index;
+pub mod follow;
 pub mod graph;
 pub mod identity;
 pub mod indexer;

@@ -6,13 +6,14 @@
 //! events index has its own follower ([`crate::indexer`]), so that index writes never delay
 //! identity and the insights behind it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::event::Record;
+use crate::follow::{follow, Follower};
 use crate::graph::feeder::{GraphBatch, IdentityChanges};
 use crate::identity::{self, GroupWriter, PersonCache, PersonWriter};
 use crate::log::{LogError, LogReader};
@@ -167,33 +168,8 @@ impl Materializer {
     }
 
     /// Follows the log until `stop` is set, publishing the cursor after every batch.
-    pub fn run(mut self, progress: watch::Sender<u64>, stop: Arc<AtomicBool>) {
-        progress.send_replace(self.cursor);
-        let mut backoff = Duration::from_millis(1);
-        while !stop.load(Ordering::Relaxed) {
-            match self.step() {
-                Ok(0) => {
-                    if self.sync.due() {
-                        if let Err(e) = self.sync() {
-                            tracing::error!(error = %e, "cannot make the materializer's state durable");
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Ok(_) => {
-                    progress.send_replace(self.cursor);
-                    backoff = Duration::from_millis(1);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, cursor = self.cursor, "materializer failed; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        if let Err(e) = self.sync() {
-            tracing::error!(error = %e, "cannot make the materializer's state durable");
-        }
+    pub fn run(self, progress: watch::Sender<u64>, stop: Arc<AtomicBool>) {
+        follow(self, progress, &stop);
     }
 
     /// Forgets all derived state so that the next run rebuilds it from offset 0.
@@ -239,4 +215,26 @@ fn resolve_identity(
         changes.distinct_ids.push((project, did, person));
     }
     Ok(changes)
+}
+
+impl Follower for Materializer {
+    const NAME: &'static str = "materializer";
+    const IDLE: Duration = Duration::from_millis(2);
+    type Error = MaterializeError;
+
+    fn step(&mut self) -> Result<usize, MaterializeError> {
+        Materializer::step(self)
+    }
+
+    fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Materializer::sync(self)
+    }
+
+    fn sync_due(&self) -> bool {
+        self.sync.due()
+    }
 }
