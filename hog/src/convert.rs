@@ -24,18 +24,26 @@ pub fn json_to_value(heap: &mut Heap, j: &Json) -> Value {
     json_depth(heap, j, 0)
 }
 
-fn json_depth(heap: &mut Heap, j: &Json, depth: usize) -> Value {
-    if depth > MAX_JSON_DEPTH {
-        return Value::Null;
-    }
+/// A JSON scalar as a Hog value: integers that fit `i64` stay integers, other numbers are
+/// floats. Arrays and objects are the caller's to convert (eagerly here, lazily in
+/// [`crate::dict`]); given one, this returns null.
+pub(crate) fn json_scalar(j: &Json) -> Value {
     match j {
-        Json::Null => Value::Null,
         Json::Bool(b) => Value::Bool(*b),
         Json::Number(n) => match n.as_i64() {
             Some(i) => Value::Int(i),
             None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
         Json::String(s) => Value::str(s),
+        Json::Null | Json::Array(_) | Json::Object(_) => Value::Null,
+    }
+}
+
+fn json_depth(heap: &mut Heap, j: &Json, depth: usize) -> Value {
+    if depth > MAX_JSON_DEPTH {
+        return Value::Null;
+    }
+    match j {
         Json::Array(a) => {
             let items = a.iter().map(|x| json_depth(heap, x, depth + 1)).collect();
             heap.array(items)
@@ -50,6 +58,7 @@ fn json_depth(heap: &mut Heap, j: &Json, depth: usize) -> Value {
                 .collect();
             heap.dict(map)
         }
+        scalar => json_scalar(scalar),
     }
 }
 

@@ -29,7 +29,7 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value as Json};
 
-use crate::convert::{special_object, to_json_depth, MAX_JSON_DEPTH};
+use crate::convert::{json_scalar, special_object, to_json_depth, MAX_JSON_DEPTH};
 use crate::heap::{Registry, UNIT};
 use crate::value::{Dict, Key, KeyRef, Value};
 
@@ -279,13 +279,6 @@ pub(crate) unsafe fn lazy_value(registry: &Rc<Registry>, j: &Json, depth: usize)
         return Value::Null;
     }
     match j {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Bool(*b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int(i),
-            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Json::String(s) => Value::str(s),
         Json::Array(a) => {
             let items = a
                 .iter()
@@ -301,6 +294,7 @@ pub(crate) unsafe fn lazy_value(registry: &Rc<Registry>, j: &Json, depth: usize)
             // SAFETY: `m` is `j` (the caller's promise).
             unsafe { registry.lazy_dict(m, depth) }
         }
+        scalar => json_scalar(scalar),
     }
 }
 
