@@ -337,8 +337,8 @@ impl Feeder {
         let props = if self.event_keys.is_empty() {
             Box::default()
         } else {
-            let names: Vec<&str> = self.event_keys.iter().map(|(k, _)| k.as_str()).collect();
-            let mut props: Vec<(Sym, PropValue)> = super::project::project(&e.properties, &names)
+            let values = super::project::project(&e.properties, &self.event_keys, |(k, _)| k);
+            let mut props: Vec<(Sym, PropValue)> = values
                 .iter()
                 .zip(&self.event_keys)
                 .filter_map(|(v, (_, sym))| {
