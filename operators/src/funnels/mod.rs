@@ -33,7 +33,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use quill_pipeline::event::ProjectId;
-use quill_pipeline::graph::{Aggregator, BuildContext, Contribution, InsightOperator, PersonView};
+use quill_pipeline::graph::{
+    Aggregator, BuildContext, Contribution, EventRow, InsightOperator, Memo, PersonView,
+};
 
 use crate::query::Scope;
 use crate::QueryError;
@@ -47,16 +49,21 @@ pub fn build(
     ctx: &BuildContext,
 ) -> Result<Arc<dyn InsightOperator>, QueryError> {
     let config = config::parse(query, ctx)?;
-    Ok(Arc::new(FunnelsOperator {
+    let mut op = FunnelsOperator {
         config: Arc::new(config),
         project: ctx.project,
-    }))
+        reads_person: true,
+    };
+    op.reads_person = !op.keys(Scope::Person).is_empty();
+    Ok(Arc::new(op))
 }
 
 /// The funnels operator.
 struct FunnelsOperator {
     config: Arc<FunnelConfig>,
     project: ProjectId,
+    /// Whether any filter reads person properties (then a row alone cannot say it is irrelevant).
+    reads_person: bool,
 }
 
 impl FunnelsOperator {
@@ -91,6 +98,18 @@ impl InsightOperator for FunnelsOperator {
 
     fn person_pass(&self, person: &PersonView<'_>, out: &mut Vec<(Contribution, isize)>) {
         person::pass(&self.config, person, out);
+    }
+
+    fn person_pass_memo(
+        &self,
+        person: &PersonView<'_>,
+        out: &mut Vec<(Contribution, isize)>,
+    ) -> Option<Memo> {
+        Some(person::pass(&self.config, person, out))
+    }
+
+    fn unaffected(&self, memo: &Memo, row: &EventRow) -> bool {
+        person::unaffected(&self.config, memo, row, self.reads_person)
     }
 
     fn aggregator(&self) -> Box<dyn Aggregator> {

@@ -1,7 +1,7 @@
 //! The per-person pass: reduce a person's history to funnel events, run the attempts once per
 //! breakdown value the attribution asks for, and emit one small contribution per outcome.
 
-use quill_pipeline::graph::{Contribution, PersonView, Sym};
+use quill_pipeline::graph::{Contribution, EventRow, Memo, PersonView, PropValue, Sym};
 
 use crate::query::Scope;
 
@@ -15,10 +15,11 @@ fn encode(value: Option<Sym>) -> i64 {
     value.map_or(NULL_VALUE, i64::from)
 }
 
-/// A person's funnel events with each one's breakdown value.
+/// A person's funnel events with each one's breakdown value and `(ts, offset)` key.
 struct Reduced {
     events: Vec<FunnelEvent>,
     values: Vec<Option<Sym>>,
+    keys: Vec<(i64, u64)>,
 }
 
 impl Reduced {
@@ -27,84 +28,125 @@ impl Reduced {
         Reduced {
             events: idx.iter().map(|&i| self.events[i]).collect(),
             values: idx.iter().map(|&i| self.values[i]).collect(),
+            keys: idx.iter().map(|&i| self.keys[i]).collect(),
         }
     }
 }
 
+/// The row as a funnel event, or `None` when the funnel does not see it at all.
+pub fn funnel_event(
+    cfg: &FunnelConfig,
+    row: &EventRow,
+    props: &[(Sym, PropValue)],
+) -> Option<FunnelEvent> {
+    if !cfg.range.contains(row.ts_ms) {
+        return None;
+    }
+    let mut steps = 0u64;
+    for (i, node) in cfg.steps.iter().enumerate() {
+        if node.matches(row, props) {
+            steps |= 1 << i;
+        }
+    }
+    let mut exclusions = 0u64;
+    for (j, node) in cfg.exclusions.iter().enumerate() {
+        if node.matches(row, props) {
+            exclusions |= 1 << j;
+        }
+    }
+    // Strict funnels see every event, because any event can break a sequence; the others
+    // only need the events that match something.
+    let keep = if cfg.shape.order == Order::Strict {
+        cfg.global.matches(row, props)
+    } else {
+        steps != 0 || exclusions != 0
+    };
+    keep.then_some(FunnelEvent {
+        ts: row.ts_ms,
+        steps,
+        exclusions,
+    })
+}
+
 fn reduce(cfg: &FunnelConfig, person: &PersonView<'_>) -> Reduced {
-    let mut events = Vec::new();
-    let mut values = Vec::new();
+    let mut reduced = Reduced {
+        events: Vec::new(),
+        values: Vec::new(),
+        keys: Vec::new(),
+    };
     for row in person.events.iter().copied() {
-        if !cfg.range.contains(row.ts_ms) {
-            continue;
-        }
-        let mut steps = 0u64;
-        for (i, node) in cfg.steps.iter().enumerate() {
-            if node.matches(row, person.props) {
-                steps |= 1 << i;
-            }
-        }
-        let mut exclusions = 0u64;
-        for (j, node) in cfg.exclusions.iter().enumerate() {
-            if node.matches(row, person.props) {
-                exclusions |= 1 << j;
-            }
-        }
-        // Strict funnels see every event, because any event can break a sequence; the others
-        // only need the events that match something.
-        let keep = if cfg.shape.order == Order::Strict {
-            cfg.global.matches(row, person.props)
-        } else {
-            steps != 0 || exclusions != 0
-        };
-        if keep {
-            events.push(FunnelEvent {
-                ts: row.ts_ms,
-                steps,
-                exclusions,
-            });
-            values.push(
+        if let Some(event) = funnel_event(cfg, row, person.props) {
+            reduced.events.push(event);
+            reduced.values.push(
                 cfg.breakdown
                     .as_ref()
                     .and_then(|b| b.value(row, person.props)),
             );
+            reduced.keys.push((row.ts_ms, row.offset));
         }
     }
-    Reduced { events, values }
+    reduced
 }
 
-/// Emits the person's contributions (layout in the module docs of `funnels`).
-pub fn pass(cfg: &FunnelConfig, person: &PersonView<'_>, out: &mut Vec<(Contribution, isize)>) {
+/// The memo of a person whose result any relevant event may change.
+pub const NO_HORIZON: Memo = [i64::MAX, i64::MAX, 0, 0];
+
+/// Emits the person's contributions (layout in the module docs of `funnels`) and returns the
+/// memo: the `(ts, offset)` key of the last event the result depends on, when later events
+/// cannot change it.
+///
+/// That holds when the deciding attempt reached the last step and the breakdown value cannot
+/// move: a later attempt reaches the last step later, an exclusion only counts between the
+/// deciding attempt's own steps, and the first touch (or a step's value) is already fixed. A
+/// last-touch or all-events breakdown, or funnel trends, keep no horizon.
+pub fn pass(
+    cfg: &FunnelConfig,
+    person: &PersonView<'_>,
+    out: &mut Vec<(Contribution, isize)>,
+) -> Memo {
     let reduced = reduce(cfg, person);
     if reduced.events.is_empty() {
-        return;
+        return NO_HORIZON;
     }
+    let full = |best: &Option<Attempt>| {
+        best.as_ref()
+            .filter(|a| a.depth() + 1 == cfg.shape.steps)
+            .map(|a| reduced.keys[a.reached_at()])
+    };
+    let horizon = |key: Option<(i64, u64)>| {
+        key.map_or(NO_HORIZON, |(ts, offset)| [ts, offset as i64, 0, 0])
+    };
     let Some(breakdown) = &cfg.breakdown else {
-        emit(cfg, &reduced, |_| NULL_VALUE, out);
-        return;
+        let best = emit(cfg, &reduced, |_| NULL_VALUE, out);
+        return horizon(full(&best));
     };
     if breakdown.scope == Scope::Person {
         // Every row carries the same person value.
         let value = reduced.values[0];
-        emit(cfg, &reduced, |_| encode(value), out);
-        return;
+        let best = emit(cfg, &reduced, |_| encode(value), out);
+        return horizon(full(&best));
     }
     let touched = || {
         (0..reduced.events.len())
             .filter(|&i| reduced.events[i].steps != 0)
-            .filter_map(|i| reduced.values[i])
+            .filter(|&i| reduced.values[i].is_some())
     };
     match cfg.attribution {
         Attribution::FirstTouch => {
-            let value = touched().next();
-            emit(cfg, &reduced, |_| encode(value), out);
+            let first = touched().next();
+            let value = first.and_then(|i| reduced.values[i]);
+            let best = emit(cfg, &reduced, |_| encode(value), out);
+            // Until some step event carries a value, a later one would become the first.
+            let first_key = first.map(|i| reduced.keys[i]);
+            horizon(full(&best).zip(first_key).map(|(a, b)| a.max(b)))
         }
         Attribution::LastTouch => {
-            let value = touched().next_back();
+            let value = touched().next_back().and_then(|i| reduced.values[i]);
             emit(cfg, &reduced, |_| encode(value), out);
+            NO_HORIZON
         }
         Attribution::Step(step) => {
-            emit(
+            let best = emit(
                 cfg,
                 &reduced,
                 |a: &Attempt| {
@@ -114,6 +156,7 @@ pub fn pass(cfg: &FunnelConfig, person: &PersonView<'_>, out: &mut Vec<(Contribu
                 },
                 out,
             );
+            horizon(full(&best))
         }
         Attribution::AllEvents => {
             let mut distinct: Vec<Option<Sym>> = reduced.values.clone();
@@ -123,35 +166,48 @@ pub fn pass(cfg: &FunnelConfig, person: &PersonView<'_>, out: &mut Vec<(Contribu
                 let subset = reduced.subset(|i| reduced.values[i] == value);
                 emit(cfg, &subset, |_| encode(value), out);
             }
+            NO_HORIZON
         }
     }
 }
 
+/// Whether adding `row` to a history whose [`pass`] returned `memo` changes nothing.
+/// `reads_person` says whether the funnel's filters read person properties, which the row
+/// alone cannot answer.
+pub fn unaffected(cfg: &FunnelConfig, memo: &Memo, row: &EventRow, reads_person: bool) -> bool {
+    if (row.ts_ms, row.offset as i64) > (memo[0], memo[1]) {
+        return true;
+    }
+    !reads_person && funnel_event(cfg, row, &[]).is_none()
+}
+
 /// Runs the attempts over `reduced` and emits per the visualization; `value_of` gives the
-/// breakdown slot for the deciding attempt.
+/// breakdown slot for the deciding attempt, which is returned (none for funnel trends).
 fn emit(
     cfg: &FunnelConfig,
     reduced: &Reduced,
     value_of: impl Fn(&Attempt) -> i64,
     out: &mut Vec<(Contribution, isize)>,
-) {
+) -> Option<Attempt> {
     let events = &reduced.events;
     match cfg.viz {
         Viz::Steps => {
-            if let Some(best) = best_attempt(events, &cfg.shape) {
-                let times = best.times(events);
-                let mut c = Vec::with_capacity(times.len() + 1);
-                c.push(value_of(&best));
-                c.push(best.depth() as i64);
-                c.extend(times.windows(2).map(|w| w[1] - w[0]));
-                out.push((c, 1));
-            }
+            let best = best_attempt(events, &cfg.shape)?;
+            let times = best.times(events);
+            let mut c = Vec::with_capacity(times.len() + 1);
+            c.push(value_of(&best));
+            c.push(best.depth() as i64);
+            c.extend(times.windows(2).map(|w| w[1] - w[0]));
+            out.push((c, 1));
+            Some(best)
         }
         Viz::TimeToConvert { from, to, .. } => {
-            if let Some(best) = best_attempt(events, &cfg.shape).filter(|a| a.depth() >= to) {
+            let best = best_attempt(events, &cfg.shape)?;
+            if best.depth() >= to {
                 let times = best.times(events);
                 out.push((vec![times[to] - times[from]], 1));
             }
+            Some(best)
         }
         Viz::Trends { .. } => {
             // One outcome per interval in which the person started an attempt.
@@ -170,6 +226,7 @@ fn emit(
                     out.push((vec![value_of(best), bucket, best.depth() as i64], 1));
                 }
             }
+            None
         }
     }
 }

@@ -38,7 +38,8 @@ use std::sync::Arc;
 
 use quill_pipeline::event::ProjectId;
 use quill_pipeline::graph::{
-    Aggregator, BuildContext, Contribution, InsightOperator, Interner, PersonView, Sym,
+    Aggregator, BuildContext, Contribution, EventRow, InsightOperator, Interner, Memo, PersonView,
+    Sym,
 };
 use serde_json::Value;
 
@@ -46,7 +47,7 @@ use crate::query::{dates, global_filters, Breakdown, DateRange, EventsNode, Filt
 use crate::QueryError;
 
 use aggregate::{RetentionAggregator, Shape};
-use cohort::{Grid, Mark, Rule};
+use cohort::{CohortRule, Grid, Mark, Rule};
 use config::Options;
 use layout::Key;
 
@@ -89,7 +90,7 @@ pub fn build(
         cumulative: options.cumulative,
         breakdown_limit: breakdown.as_ref().map(|b| b.limit),
     });
-    Ok(Arc::new(Retention {
+    let mut op = Retention {
         project: ctx.project,
         interner: interner.clone(),
         rule: Rule {
@@ -102,7 +103,15 @@ pub fn build(
         global,
         breakdown,
         shape,
-    }))
+        memo: false,
+    };
+    // Interval sets fit one word; counts above one and breakdown groups are not in the memo;
+    // person filters cannot be evaluated from a row.
+    op.memo = op.breakdown.is_none()
+        && op.grid.len() < 63
+        && op.rule.minimum_occurrences <= 1
+        && op.keys(Scope::Person).is_empty();
+    Ok(Arc::new(op))
 }
 
 /// Rejects top-level fields Quill does not implement, naming them.
@@ -231,7 +240,16 @@ struct Retention {
     global: Filters,
     breakdown: Option<Breakdown>,
     shape: Arc<Shape>,
+    /// Whether a [`Memo`] can decide that new events change nothing (see `person_pass_memo`).
+    memo: bool,
 }
+
+/// The memo's layout: the first target event's time, the first event with the target's name,
+/// the intervals with a target event (bit i), and those with a returning event.
+const FIRST_TARGET: usize = 0;
+const FIRST_NAME: usize = 1;
+const TARGETS: usize = 2;
+const RETURNS: usize = 3;
 
 impl Retention {
     fn keys(&self, scope: Scope) -> Vec<String> {
@@ -244,6 +262,66 @@ impl Retention {
         keys.sort();
         keys.dedup();
         keys
+    }
+}
+
+impl Retention {
+    /// The person pass; with `memo`, also fills it (layout at [`FIRST_TARGET`]).
+    fn pass(
+        &self,
+        person: &PersonView<'_>,
+        out: &mut Vec<(Contribution, isize)>,
+        mut memo: Option<&mut Memo>,
+    ) {
+        // Events grouped by breakdown value; without a breakdown, one group.
+        let mut groups: BTreeMap<Option<Option<Sym>>, Vec<Mark>> = BTreeMap::new();
+        for row in person.events {
+            if !self.global.matches(row, person.props) {
+                continue;
+            }
+            let mark = Mark {
+                ts_ms: row.ts_ms,
+                target: self.target.matches(row, person.props),
+                target_name: self.target.matches_event(row),
+                returning: self.returning.matches(row, person.props),
+            };
+            if !(mark.target_name || mark.returning) {
+                continue;
+            }
+            if let Some(memo) = memo.as_deref_mut() {
+                remember(memo, &mark, self.grid.index(mark.ts_ms));
+            }
+            let key = self.breakdown.as_ref().map(|b| b.value(row, person.props));
+            groups.entry(key).or_default().push(mark);
+        }
+        for (key, marks) in groups {
+            let key = match key {
+                None => Key::All,
+                Some(None) => Key::Null,
+                Some(Some(sym)) => Key::Value(sym),
+            };
+            for c in cohort::cohorts(&marks, &self.grid, &self.rule) {
+                out.push((layout::encode(key, c.start, &c.offsets), 1));
+            }
+        }
+    }
+}
+
+/// Adds one mark (in time order) to a memo.
+fn remember(memo: &mut Memo, mark: &Mark, slot: Option<usize>) {
+    if mark.target && memo[FIRST_TARGET] == i64::MAX {
+        memo[FIRST_TARGET] = mark.ts_ms;
+    }
+    if mark.target_name && memo[FIRST_NAME] == i64::MAX {
+        memo[FIRST_NAME] = mark.ts_ms;
+    }
+    if let Some(i) = slot {
+        if mark.target {
+            memo[TARGETS] |= 1 << i;
+        }
+        if mark.returning {
+            memo[RETURNS] |= 1 << i;
+        }
     }
 }
 
@@ -261,34 +339,41 @@ impl InsightOperator for Retention {
     }
 
     fn person_pass(&self, person: &PersonView<'_>, out: &mut Vec<(Contribution, isize)>) {
-        // Events grouped by breakdown value; without a breakdown, one group.
-        let mut groups: BTreeMap<Option<Option<Sym>>, Vec<Mark>> = BTreeMap::new();
-        for row in person.events {
-            if !self.global.matches(row, person.props) {
-                continue;
-            }
-            let mark = Mark {
-                ts_ms: row.ts_ms,
-                target: self.target.matches(row, person.props),
-                target_name: self.target.matches_event(row),
-                returning: self.returning.matches(row, person.props),
-            };
-            if !(mark.target_name || mark.returning) {
-                continue;
-            }
-            let key = self.breakdown.as_ref().map(|b| b.value(row, person.props));
-            groups.entry(key).or_default().push(mark);
+        self.pass(person, out, None);
+    }
+
+    fn person_pass_memo(
+        &self,
+        person: &PersonView<'_>,
+        out: &mut Vec<(Contribution, isize)>,
+    ) -> Option<Memo> {
+        if !self.memo {
+            self.person_pass(person, out);
+            return None;
         }
-        for (key, marks) in groups {
-            let key = match key {
-                None => Key::All,
-                Some(None) => Key::Null,
-                Some(Some(sym)) => Key::Value(sym),
-            };
-            for c in cohort::cohorts(&marks, &self.grid, &self.rule) {
-                out.push((layout::encode(key, c.start, &c.offsets), 1));
-            }
+        let mut memo = [i64::MAX, i64::MAX, 0, 0];
+        self.pass(person, out, Some(&mut memo));
+        Some(memo)
+    }
+
+    /// A person's cohorts depend on the intervals holding target and returning events (and,
+    /// for the first-time kinds, on the first target event), so an event that adds neither a
+    /// new interval nor an earlier first changes nothing.
+    fn unaffected(&self, memo: &Memo, row: &EventRow) -> bool {
+        if !self.global.matches(row, &[]) {
+            return true;
         }
+        let slot = self.grid.index(row.ts_ms);
+        let known = |mask: i64| slot.is_none_or(|i| mask & (1 << i) != 0);
+        let changes_cohort = match self.rule.cohort {
+            CohortRule::Recurring => self.target.matches(row, &[]) && !known(memo[TARGETS]),
+            CohortRule::FirstMatching => {
+                self.target.matches(row, &[]) && row.ts_ms <= memo[FIRST_TARGET]
+            }
+            CohortRule::FirstEver => self.target.matches_event(row) && row.ts_ms <= memo[FIRST_NAME],
+        };
+        let changes_returns = self.returning.matches(row, &[]) && !known(memo[RETURNS]);
+        !(changes_cohort || changes_returns)
     }
 
     fn aggregator(&self) -> Box<dyn Aggregator> {

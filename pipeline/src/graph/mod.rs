@@ -3,12 +3,14 @@
 //! - [`row`]: the narrow event form the dataflow keeps;
 //! - [`operator`]: the seam that insight kinds implement (they live in `quill-operators`);
 //! - [`runtime`]: the dataflow itself (inputs, the shared by-person arrangement, insight sets);
+//! - [`replay`]: the per-person pass of the insights that need whole histories;
 //! - [`engine`]: the live insight set, its collector and the published results.
 
 pub mod engine;
 pub mod feeder;
 pub mod operator;
 mod project;
+mod replay;
 pub mod row;
 pub mod runtime;
 
@@ -17,7 +19,8 @@ mod tests;
 
 pub use engine::{Engine, EngineError, Published};
 pub use operator::{
-    evaluate, Aggregator, BuildContext, Cell, Combine, Contribution, InsightOperator, PersonView,
+    evaluate, Aggregator, BuildContext, Cell, Combine, Contribution, InsightOperator, Memo,
+    PersonView,
 };
 pub use row::{EventRow, Interner, PropValue, Sym};
 pub use runtime::{Mapping, PersonKey, PersonProps, Round, Time};

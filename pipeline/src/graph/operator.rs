@@ -86,7 +86,34 @@ pub trait InsightOperator: Send + Sync + 'static {
     /// the sum of their events' [`Combine::Sum`] contributions plus each distinct
     /// [`Combine::Distinct`] contribution once.
     fn event_pass(&self, _row: &EventRow, _out: &mut Vec<(Cell, Combine)>) {}
+
+    /// [`InsightOperator::person_pass`], also returning a [`Memo`] for
+    /// [`InsightOperator::unaffected`]. The default keeps none, so every change to the person
+    /// replays their history.
+    fn person_pass_memo(
+        &self,
+        person: &PersonView<'_>,
+        out: &mut Vec<(Contribution, isize)>,
+    ) -> Option<Memo> {
+        self.person_pass(person, out);
+        None
+    }
+
+    /// Whether adding `row` to the history whose pass returned `memo` leaves the person's
+    /// contributions exactly as they are. `false` is always safe; `true` must be certain,
+    /// because the runtime then skips the replay.
+    fn unaffected(&self, _memo: &Memo, _row: &EventRow) -> bool {
+        false
+    }
 }
+
+/// What a person's pass remembers about the history it saw, in the operator's own layout,
+/// so that [`InsightOperator::unaffected`] can tell that a new event changes nothing.
+///
+/// This is what bounds the replay for very active persons: once a busy person has converted
+/// through a funnel, or has been active in today's retention interval, their next events
+/// cannot change those results, and a round that only adds such events skips the person.
+pub type Memo = [i64; 4];
 
 /// An event-local contribution: up to [`Cell::MAX`] integers kept inline, because the runtime
 /// makes one per event and keys its person counts by them; a heap allocation each would cost

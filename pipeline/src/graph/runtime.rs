@@ -8,8 +8,9 @@
 //! - the result, arranged by person: the one arrangement every insight reads.
 //!
 //! Insights are installed in *sets*. A set is a dataflow that imports the by-person arrangement
-//! and runs every insight of the set in one `reduce` per touched person: the replay of a
-//! person's history is the expensive part, so insights share it. Registering an insight
+//! and runs every insight of the set that needs histories in one pass per touched person
+//! ([`super::replay`]): the replay of a person's history is the expensive part, so insights
+//! share it, and a person whose new events change nothing is not replayed at all. Registering an insight
 //! installs a new set and retires the old one; the new set reads the arrangement, never the log.
 //! Ad hoc queries are one-insight sets that are retired once answered.
 //!
@@ -26,7 +27,7 @@ use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::operators::ThresholdTotal;
-use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
+use differential_dataflow::trace::implementations::ValSpine;
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::VecCollection;
 use serde::{Deserialize, Serialize};
@@ -36,7 +37,7 @@ use timely::progress::frontier::AntichainRef;
 
 use crate::event::ProjectId;
 
-use super::operator::{Cell, Combine, Contribution, InsightOperator, PersonView};
+use super::operator::{Cell, Combine, Contribution, InsightOperator};
 use super::row::{EventRow, PropValue, Sym};
 
 /// Logical time of the dataflow: the round number.
@@ -49,7 +50,7 @@ pub type PersonKey = (ProjectId, u64);
 pub type PersonProps = Box<[(Sym, PropValue)]>;
 
 /// What the by-person arrangement holds for a person. `Props` sorts first, so a person's
-/// properties come before their events in a reduce's input.
+/// properties come before their events in a replay's input.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PersonItem {
     /// The person's projected properties.
@@ -271,9 +272,7 @@ impl Drop for Runtime {
     }
 }
 
-type PersonTrace = TraceAgent<ValSpine<PersonKey, PersonItem, Time, isize>>;
-type OutputSpine = ValSpine<PersonKey, (u32, Contribution), Time, isize>;
-type OutputBuilder = ValBuilder<PersonKey, (u32, Contribution), Time, isize>;
+pub(super) type PersonTrace = TraceAgent<ValSpine<PersonKey, PersonItem, Time, isize>>;
 
 struct Inputs {
     events: InputSession<Time, (u64, EventRow), isize>,
@@ -457,7 +456,11 @@ fn install(
         let by_person = trace.import(scope);
         let mut parts = Vec::new();
         if !replayed.is_empty() {
-            parts.push(replay_pass(by_person.clone(), slots.clone(), replayed));
+            parts.push(super::replay::replay_pass(
+                by_person.clone(),
+                slots.clone(),
+                replayed,
+            ));
         }
         if !local.is_empty() {
             parts.push(event_pass(by_person, slots, local));
@@ -491,13 +494,13 @@ fn install(
     }
 }
 
-type PersonArranged<'s> = Arranged<'s, PersonTrace>;
-type SlotUpdates<'s> = VecCollection<'s, Time, (u32, SlotCell), isize>;
+pub(super) type PersonArranged<'s> = Arranged<'s, PersonTrace>;
+pub(super) type SlotUpdates<'s> = VecCollection<'s, Time, (u32, SlotCell), isize>;
 
 /// A contribution on its way to the collector: replayed insights emit vectors, event-local ones
 /// inline cells.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-enum SlotCell {
+pub(super) enum SlotCell {
     Replayed(Contribution),
     Local(Cell),
 }
@@ -509,48 +512,6 @@ impl SlotCell {
             SlotCell::Local(cell) => cell.as_slice().to_vec(),
         }
     }
-}
-
-/// The insights in `which` that replay histories: one `reduce` per touched person runs them all.
-fn replay_pass<'s>(
-    by_person: PersonArranged<'s>,
-    slots: Arc<[InsightSlot]>,
-    which: Vec<u32>,
-) -> SlotUpdates<'s> {
-    let mut buffer: Vec<(Contribution, isize)> = Vec::new();
-    by_person
-        .reduce_abelian::<_, OutputBuilder, OutputSpine, _, _>(
-            "InsightSet",
-            move |person: &PersonKey, input: &[(&PersonItem, isize)], output| {
-                let mut props: &[(Sym, PropValue)] = &[];
-                let mut rows: Vec<&EventRow> = Vec::with_capacity(input.len());
-                for (item, diff) in input {
-                    match item {
-                        PersonItem::Props(p) if *diff > 0 => props = p,
-                        PersonItem::Event(row) if *diff > 0 => rows.push(row),
-                        _ => {}
-                    }
-                }
-                let view = PersonView {
-                    person: person.1,
-                    events: &rows,
-                    props,
-                };
-                for index in &which {
-                    let op = &slots[*index as usize].op;
-                    if op.project() != person.0 {
-                        continue;
-                    }
-                    op.person_pass(&view, &mut buffer);
-                    output.extend(buffer.drain(..).map(|(c, d)| ((*index, c), d)));
-                }
-            },
-            |vec, key, upds| {
-                vec.clear();
-                vec.extend(upds.drain(..).map(|(v, t, r)| ((*key, v), t, r)));
-            },
-        )
-        .as_collection(|_, (index, c)| (*index, SlotCell::Replayed(c.clone())))
 }
 
 /// The event-local insights in `which`: each event is mapped once as it arrives, and

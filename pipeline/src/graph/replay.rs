@@ -1,0 +1,210 @@
+//! The per-person pass of the insights that need whole histories, with the replay skipped
+//! when it cannot change anything.
+//!
+//! Differential's `reduce` replays a touched person's whole history, and the most active
+//! persons are touched in every round: at 50k events/s the few busiest persons' histories
+//! were most of every round's work. This operator does the same job by hand. For each person
+//! it remembers the contributions it last emitted and each insight's [`Memo`]. A round that
+//! only *adds* events to a person, every one of which every insight calls
+//! [`InsightOperator::unaffected`], skips the person. Anything else (a retraction, a merge,
+//! new person properties, a person seen for the first time, an event some insight needs)
+//! replays the history from the shared arrangement and emits the difference.
+//!
+//! Correctness does not depend on the memos beyond their contract: a skipped person's
+//! contributions are, by that contract, what a replay would have produced.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use differential_dataflow::consolidation::consolidate;
+use differential_dataflow::operators::arrange::Arranged;
+use differential_dataflow::trace::cursor::{Cursor, Navigable};
+use differential_dataflow::trace::{BatchReader, TraceReader};
+use differential_dataflow::AsCollection;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::progress::Antichain;
+
+use super::operator::{Contribution, InsightOperator, Memo, PersonView};
+use super::row::{EventRow, PropValue, Sym};
+use super::runtime::{
+    InsightSlot, PersonArranged, PersonItem, PersonKey, SlotCell, SlotUpdates, Time,
+};
+
+/// What the operator remembers about one person.
+struct Remembered {
+    /// One memo per replayed insight (in the order of `which`).
+    memos: Box<[Option<Memo>]>,
+    /// The contributions last emitted: `(slot, contribution, diff)`.
+    emitted: Vec<(u32, Contribution, isize)>,
+}
+
+type Update = ((u32, SlotCell), Time, isize);
+
+/// The insights in `which` that replay histories, evaluated together per touched person.
+pub(super) fn replay_pass<'s>(
+    by_person: PersonArranged<'s>,
+    slots: Arc<[InsightSlot]>,
+    which: Vec<u32>,
+) -> SlotUpdates<'s> {
+    let Arranged { stream, mut trace } = by_person;
+    stream
+        .unary::<CapacityContainerBuilder<Vec<Update>>, _, _, _>(
+            Pipeline,
+            "InsightReplay",
+            move |_, _| {
+                let mut persons: HashMap<PersonKey, Remembered> = HashMap::new();
+                let mut touched: Vec<PersonKey> = Vec::new();
+                let mut buffer: Vec<(Contribution, isize)> = Vec::new();
+                let mut changes: Vec<((u32, Contribution), isize)> = Vec::new();
+                move |input, output| {
+                    let mut seen_upper: Option<Antichain<Time>> = None;
+                    input.for_each(|cap, data| {
+                        let mut session = output.session(&cap);
+                        for batch in data.iter() {
+                            let upper = batch.upper().clone();
+                            let stamp = batch
+                                .lower()
+                                .first()
+                                .copied()
+                                .unwrap_or(*cap.time())
+                                .max(*cap.time());
+                            touched.clear();
+                            let mut cursor = batch.cursor();
+                            while let Some(person) = cursor.get_key(batch) {
+                                let mut skip = true;
+                                while let Some(item) = cursor.get_val(batch) {
+                                    let mut diff = 0;
+                                    cursor.map_times(batch, |_, d| diff += *d);
+                                    if diff != 0 && skip {
+                                        skip = diff > 0
+                                            && skippable(&slots, &which, person, item, &persons);
+                                    }
+                                    cursor.step_val(batch);
+                                }
+                                if !skip {
+                                    touched.push(*person);
+                                }
+                                cursor.step_key(batch);
+                            }
+                            if touched.is_empty() {
+                                seen_upper = Some(upper);
+                                continue;
+                            }
+                            let Some((mut history, storage)) =
+                                trace.cursor_through(Antichain::new().borrow())
+                            else {
+                                tracing::error!("the by-person arrangement has no cursor");
+                                continue;
+                            };
+                            for person in &touched {
+                                let mut props: &[(Sym, PropValue)] = &[];
+                                let mut rows: Vec<&EventRow> = Vec::new();
+                                history.seek_key(&storage, person);
+                                if history.get_key(&storage) == Some(person) {
+                                    while let Some(item) = history.get_val(&storage) {
+                                        let mut diff = 0;
+                                        history.map_times(&storage, |t, d| {
+                                            if !upper.less_equal(t) {
+                                                diff += *d;
+                                            }
+                                        });
+                                        if diff > 0 {
+                                            match item {
+                                                PersonItem::Props(p) => props = p,
+                                                PersonItem::Event(row) => rows.push(row),
+                                            }
+                                        }
+                                        history.step_val(&storage);
+                                    }
+                                }
+                                let view = PersonView {
+                                    person: person.1,
+                                    events: &rows,
+                                    props,
+                                };
+                                let fresh = evaluate(&slots, &which, person, &view, &mut buffer);
+                                let old = persons.remove(person);
+                                changes.clear();
+                                for (slot, c, d) in old.into_iter().flat_map(|o| o.emitted) {
+                                    changes.push(((slot, c), -d));
+                                }
+                                for (slot, c, d) in &fresh.emitted {
+                                    changes.push(((*slot, c.clone()), *d));
+                                }
+                                consolidate(&mut changes);
+                                for ((slot, c), d) in changes.drain(..) {
+                                    session.give(((slot, SlotCell::Replayed(c)), stamp, d));
+                                }
+                                if !rows.is_empty() || !props.is_empty() {
+                                    persons.insert(*person, fresh);
+                                }
+                            }
+                            seen_upper = Some(upper);
+                        }
+                    });
+                    // Everything before the last batch seen has been read: let the shared
+                    // arrangement merge it.
+                    if let Some(upper) = seen_upper {
+                        trace.set_logical_compaction(upper.borrow());
+                        trace.set_physical_compaction(upper.borrow());
+                    }
+                }
+            },
+        )
+        .as_collection()
+}
+
+/// Whether one change to `person` leaves every replayed insight's contributions as they are.
+fn skippable(
+    slots: &[InsightSlot],
+    which: &[u32],
+    person: &PersonKey,
+    item: &PersonItem,
+    persons: &HashMap<PersonKey, Remembered>,
+) -> bool {
+    let ops = || {
+        which
+            .iter()
+            .enumerate()
+            .map(|(k, index)| (k, &slots[*index as usize].op))
+            .filter(|(_, op)| op.project() == person.0)
+    };
+    if ops().next().is_none() {
+        // No insight of the set reads this person's project.
+        return true;
+    }
+    let (Some(known), PersonItem::Event(row)) = (persons.get(person), item) else {
+        return false;
+    };
+    ops().all(|(k, op)| {
+        known.memos[k]
+            .as_ref()
+            .is_some_and(|memo| op.unaffected(memo, row))
+    })
+}
+
+/// Every replayed insight's pass over one person.
+fn evaluate(
+    slots: &[InsightSlot],
+    which: &[u32],
+    person: &PersonKey,
+    view: &PersonView<'_>,
+    buffer: &mut Vec<(Contribution, isize)>,
+) -> Remembered {
+    let mut memos = vec![None; which.len()];
+    let mut emitted = Vec::new();
+    for (k, index) in which.iter().enumerate() {
+        let op: &dyn InsightOperator = slots[*index as usize].op.as_ref();
+        if op.project() != person.0 {
+            continue;
+        }
+        memos[k] = op.person_pass_memo(view, buffer);
+        emitted.extend(buffer.drain(..).map(|(c, d)| (*index, c, d)));
+    }
+    Remembered {
+        memos: memos.into_boxed_slice(),
+        emitted,
+    }
+}
