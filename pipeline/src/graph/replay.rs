@@ -32,13 +32,19 @@ use super::runtime::{
     InsightSlot, PersonArranged, PersonItem, PersonKey, SlotCell, SlotUpdates, Time,
 };
 
-/// What the operator remembers about one person.
-struct Remembered {
-    /// One memo per replayed insight (in the order of `which`).
-    memos: Box<[Option<Memo>]>,
-    /// The contributions last emitted: `(slot, contribution, diff)`.
-    emitted: Vec<(u32, Contribution, isize)>,
+/// What the operator remembers about one person, per replayed insight (in `which` order).
+type Remembered = Box<[SlotMemory]>;
+
+/// One insight's last pass over one person.
+#[derive(Default)]
+struct SlotMemory {
+    memo: Option<Memo>,
+    /// The contributions last emitted.
+    emitted: Vec<(Contribution, isize)>,
 }
+
+/// Which of the replayed insights (bit k for `which[k]`) a person's changes affect.
+type Affected = u64;
 
 type Update = ((u32, SlotCell), Time, isize);
 
@@ -55,9 +61,9 @@ pub(super) fn replay_pass<'s>(
             "InsightReplay",
             move |_, _| {
                 let mut persons: HashMap<PersonKey, Remembered> = HashMap::new();
-                let mut touched: Vec<PersonKey> = Vec::new();
+                let mut touched: Vec<(PersonKey, Affected)> = Vec::new();
                 let mut buffer: Vec<(Contribution, isize)> = Vec::new();
-                let mut changes: Vec<((u32, Contribution), isize)> = Vec::new();
+                let mut changes: Vec<(Contribution, isize)> = Vec::new();
                 move |input, output| {
                     let mut seen_upper: Option<Antichain<Time>> = None;
                     input.for_each(|cap, data| {
@@ -73,18 +79,18 @@ pub(super) fn replay_pass<'s>(
                             touched.clear();
                             let mut cursor = batch.cursor();
                             while let Some(person) = cursor.get_key(batch) {
-                                let mut skip = true;
+                                let mut affected: Affected = 0;
                                 while let Some(item) = cursor.get_val(batch) {
                                     let mut diff = 0;
                                     cursor.map_times(batch, |_, d| diff += *d);
-                                    if diff != 0 && skip {
-                                        skip = diff > 0
-                                            && skippable(&slots, &which, person, item, &persons);
+                                    if diff != 0 {
+                                        let known = persons.get(person);
+                                        affected |= affects(&slots, &which, person, item, diff, known);
                                     }
                                     cursor.step_val(batch);
                                 }
-                                if !skip {
-                                    touched.push(*person);
+                                if affected != 0 {
+                                    touched.push((*person, affected));
                                 }
                                 cursor.step_key(batch);
                             }
@@ -98,7 +104,7 @@ pub(super) fn replay_pass<'s>(
                                 tracing::error!("the by-person arrangement has no cursor");
                                 continue;
                             };
-                            for person in &touched {
+                            for (person, affected) in &touched {
                                 let mut props: &[(Sym, PropValue)] = &[];
                                 let mut rows: Vec<&EventRow> = Vec::new();
                                 history.seek_key(&storage, person);
@@ -124,21 +130,32 @@ pub(super) fn replay_pass<'s>(
                                     events: &rows,
                                     props,
                                 };
-                                let fresh = evaluate(&slots, &which, person, &view, &mut buffer);
-                                let old = persons.remove(person);
-                                changes.clear();
-                                for (slot, c, d) in old.into_iter().flat_map(|o| o.emitted) {
-                                    changes.push(((slot, c), -d));
-                                }
-                                for (slot, c, d) in &fresh.emitted {
-                                    changes.push(((*slot, c.clone()), *d));
-                                }
-                                consolidate(&mut changes);
-                                for ((slot, c), d) in changes.drain(..) {
-                                    session.give(((slot, SlotCell::Replayed(c)), stamp, d));
+                                let mut memory = persons.remove(person).unwrap_or_else(|| {
+                                    which.iter().map(|_| SlotMemory::default()).collect()
+                                });
+                                for (k, index) in which.iter().enumerate() {
+                                    if k < 64 && affected & (1 << k) == 0 {
+                                        continue;
+                                    }
+                                    let op = &slots[*index as usize].op;
+                                    let slot = &mut memory[k];
+                                    buffer.clear();
+                                    slot.memo = if op.project() == person.0 {
+                                        op.person_pass_memo(&view, &mut buffer)
+                                    } else {
+                                        None
+                                    };
+                                    changes.clear();
+                                    changes.extend(slot.emitted.drain(..).map(|(c, d)| (c, -d)));
+                                    changes.extend(buffer.iter().cloned());
+                                    slot.emitted.append(&mut buffer);
+                                    consolidate(&mut changes);
+                                    for (c, d) in changes.drain(..) {
+                                        session.give(((*index, SlotCell::Replayed(c)), stamp, d));
+                                    }
                                 }
                                 if !rows.is_empty() || !props.is_empty() {
-                                    persons.insert(*person, fresh);
+                                    persons.insert(*person, memory);
                                 }
                             }
                             seen_upper = Some(upper);
@@ -156,55 +173,32 @@ pub(super) fn replay_pass<'s>(
         .as_collection()
 }
 
-/// Whether one change to `person` leaves every replayed insight's contributions as they are.
-fn skippable(
+/// Which replayed insights one change to `person` may affect: all of them for anything but a
+/// new event of a person already seen; for a new event, those whose memo cannot rule it out.
+fn affects(
     slots: &[InsightSlot],
     which: &[u32],
     person: &PersonKey,
     item: &PersonItem,
-    persons: &HashMap<PersonKey, Remembered>,
-) -> bool {
-    let ops = || {
-        which
-            .iter()
-            .enumerate()
-            .map(|(k, index)| (k, &slots[*index as usize].op))
-            .filter(|(_, op)| op.project() == person.0)
-    };
-    if ops().next().is_none() {
-        // No insight of the set reads this person's project.
-        return true;
-    }
-    let (Some(known), PersonItem::Event(row)) = (persons.get(person), item) else {
-        return false;
-    };
-    ops().all(|(k, op)| {
-        known.memos[k]
-            .as_ref()
-            .is_some_and(|memo| op.unaffected(memo, row))
-    })
-}
-
-/// Every replayed insight's pass over one person.
-fn evaluate(
-    slots: &[InsightSlot],
-    which: &[u32],
-    person: &PersonKey,
-    view: &PersonView<'_>,
-    buffer: &mut Vec<(Contribution, isize)>,
-) -> Remembered {
-    let mut memos = vec![None; which.len()];
-    let mut emitted = Vec::new();
+    diff: isize,
+    known: Option<&Remembered>,
+) -> Affected {
+    let mut affected = 0;
     for (k, index) in which.iter().enumerate() {
         let op: &dyn InsightOperator = slots[*index as usize].op.as_ref();
         if op.project() != person.0 {
             continue;
         }
-        memos[k] = op.person_pass_memo(view, buffer);
-        emitted.extend(buffer.drain(..).map(|(c, d)| (*index, c, d)));
+        let unaffected = match (known, item) {
+            (Some(memory), PersonItem::Event(row)) if diff > 0 => memory[k]
+                .memo
+                .as_ref()
+                .is_some_and(|memo| op.unaffected(memo, row)),
+            _ => false,
+        };
+        if !unaffected {
+            affected |= 1u64.checked_shl(k as u32).unwrap_or(!0);
+        }
     }
-    Remembered {
-        memos: memos.into_boxed_slice(),
-        emitted,
-    }
+    affected
 }
