@@ -104,3 +104,50 @@ impl Projected {
         quill_pipeline::graph::evaluate(op, &views)
     }
 }
+
+/// Checks the memo contract for one person's `rows` (sorted) and one new row: the memo pass
+/// emits what the plain pass emits, and when the operator calls `extra` unaffected, adding it
+/// leaves the person's contributions unchanged. Returns the failure, if any.
+pub fn check_memo(
+    op: &dyn InsightOperator,
+    person: u64,
+    rows: &[EventRow],
+    extra: &EventRow,
+) -> Result<(), String> {
+    let pass = |rows: &[&EventRow], memo: bool| {
+        let view = PersonView {
+            person,
+            events: rows,
+            props: &[],
+        };
+        let mut out = Vec::new();
+        let m = if memo {
+            op.person_pass_memo(&view, &mut out)
+        } else {
+            op.person_pass(&view, &mut out);
+            None
+        };
+        out.sort();
+        (out, m)
+    };
+    let before: Vec<&EventRow> = rows.iter().collect();
+    let (plain, _) = pass(&before, false);
+    let (with_memo, memo) = pass(&before, true);
+    if plain != with_memo {
+        return Err(format!("memo pass {with_memo:?} != pass {plain:?}"));
+    }
+    let Some(memo) = memo else { return Ok(()) };
+    if !op.unaffected(&memo, extra) {
+        return Ok(());
+    }
+    let mut after = before.clone();
+    after.push(extra);
+    after.sort();
+    let (changed, _) = pass(&after, false);
+    if changed != plain {
+        return Err(format!(
+            "{extra:?} called unaffected by memo {memo:?}, but {plain:?} became {changed:?}"
+        ));
+    }
+    Ok(())
+}
