@@ -520,6 +520,11 @@ proptest! {
         }
         prop_assert_eq!(agg.render(), projected.evaluate(&*op));
     }
+}
+
+proptest! {
+    // Cheap per case, and the cases that matter (a memo, an event just inside it) are rare.
+    #![proptest_config(ProptestConfig::with_cases(4096))]
 
     #[test]
     fn an_event_called_unaffected_changes_nothing(

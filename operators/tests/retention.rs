@@ -645,6 +645,11 @@ proptest! {
         prop_assert_eq!(agg.render(), new_rows.evaluate(&*op));
         prop_assert_eq!(agg.render(), retention(&new, &q, now));
     }
+}
+
+proptest! {
+    // Cheap per case, and the cases that matter (a memo, an event just inside it) are rare.
+    #![proptest_config(ProptestConfig::with_cases(4096))]
 
     #[test]
     fn an_event_called_unaffected_changes_nothing(
