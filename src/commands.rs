@@ -22,19 +22,39 @@ use crate::cli::{DataDirArgs, IngestArgs};
 struct Opened {
     _data: DataDir,
     store: Arc<Store>,
+    index: Arc<Store>,
     log: Log,
 }
 
 fn open(args: &DataDirArgs) -> anyhow::Result<Opened> {
     let data = DataDir::open(&args.data_dir)?;
     let store = Arc::new(Store::open(&data.state_file()).context("opening the state store")?);
+    let index = open_index(&data, &store)?;
     let log = Log::open(&data.log_dir(), LogOptions::default()).context("opening the event log")?;
     Ok(Opened {
         _data: data,
         store,
+        index,
         log,
     })
 }
+
+/// Opens the events index. A data directory from before the index had its own file keeps it
+/// in the state store: that copy is dropped, and the indexer rebuilds the index from the log.
+pub fn open_index(data: &DataDir, state: &Store) -> anyhow::Result<Arc<Store>> {
+    if state.meta(LEGACY_INDEX_CURSOR)? > 0 {
+        tracing::info!(
+            "moving the events index out of the state store; it is rebuilt from the log"
+        );
+        Indexer::reset(state)?;
+    }
+    Ok(Arc::new(
+        Store::open(&data.index_file()).context("opening the events index")?,
+    ))
+}
+
+/// The indexer's cursor key, as it was kept in the state store.
+const LEGACY_INDEX_CURSOR: &str = "cursor.events_index";
 
 /// Lines per append: large enough to amortize the fsync.
 const INGEST_CHUNK: usize = 5_000;
@@ -105,7 +125,7 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let mut materializer = Materializer::new(opened.store.clone(), opened.log.reader())?;
     materializer.catch_up()?;
-    Indexer::new(opened.store.clone(), opened.log.reader())?.catch_up()?;
+    Indexer::new(opened.index.clone(), opened.log.reader())?.catch_up()?;
     println!("accepted {accepted}, duplicates {duplicates}, dropped by transformations {dropped}, rejected {rejected}");
     opened.log.shutdown();
     Ok(())
@@ -132,10 +152,10 @@ pub fn replay(args: &DataDirArgs) -> anyhow::Result<()> {
     let opened = open(args)?;
     let started = std::time::Instant::now();
     Materializer::reset(&opened.store)?;
-    Indexer::reset(&opened.store)?;
+    Indexer::reset(&opened.index)?;
     let mut materializer = Materializer::new(opened.store.clone(), opened.log.reader())?;
     let end = materializer.catch_up()?;
-    Indexer::new(opened.store.clone(), opened.log.reader())?.catch_up()?;
+    Indexer::new(opened.index.clone(), opened.log.reader())?.catch_up()?;
     let (count, digest) = identity::digest(&opened.store)?;
     println!(
         "replayed {end} bytes of log in {:.2}s; persons: {count}; digest: {digest}",

@@ -23,6 +23,7 @@ use crate::cli::ServeArgs;
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let data = DataDir::open(&args.data.data_dir)?;
     let store = Arc::new(Store::open(&data.state_file()).context("opening the state store")?);
+    let index = crate::commands::open_index(&data, &store)?;
     let boot = projects::bootstrap(
         &store,
         args.project_token.as_deref(),
@@ -56,7 +57,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .name("quill-materializer".into())
             .spawn(move || materializer.run(progress_tx, stop))?
     };
-    let indexer = Indexer::new(store.clone(), log.reader())?;
+    let indexer = Indexer::new(index.clone(), log.reader())?;
     let indexer = {
         let stop = stop.clone();
         std::thread::Builder::new()
@@ -86,6 +87,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let streams = insights.clone();
     let state = Arc::new(AppState {
+        index,
         store: store.clone(),
         registry,
         log: log.clone(),

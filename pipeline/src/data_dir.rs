@@ -66,4 +66,11 @@ impl DataDir {
     pub fn state_file(&self) -> PathBuf {
         self.root.join("state.redb")
     }
+
+    /// The events index file. It is apart from the state store because redb has one writer per
+    /// file: the indexer's large transactions would otherwise hold up the materializer, and
+    /// with it every insight.
+    pub fn index_file(&self) -> PathBuf {
+        self.root.join("index.redb")
+    }
 }

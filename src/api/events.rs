@@ -55,7 +55,7 @@ pub async fn list(
         cursor,
         limit,
     };
-    let mut hits = events_index::query(&state.store, &query)?;
+    let mut hits = events_index::query(&state.index, &query)?;
     let more = hits.len() > limit;
     hits.truncate(limit);
     let mut reader = state.log.reader();

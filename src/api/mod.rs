@@ -27,6 +27,8 @@ use tokio::sync::watch;
 /// What API handlers share.
 pub struct AppState {
     pub store: Arc<Store>,
+    /// The events index (its own file; see `DataDir::index_file`).
+    pub index: Arc<Store>,
     pub registry: Arc<Registry>,
     pub log: Log,
     /// The materializer's cursor: persons reflect the log below it.

@@ -113,9 +113,8 @@ pub fn pass(
             .filter(|a| a.depth() + 1 == cfg.shape.steps)
             .map(|a| reduced.keys[a.reached_at()])
     };
-    let horizon = |key: Option<(i64, u64)>| {
-        key.map_or(NO_HORIZON, |(ts, offset)| [ts, offset as i64, 0, 0])
-    };
+    let horizon =
+        |key: Option<(i64, u64)>| key.map_or(NO_HORIZON, |(ts, offset)| [ts, offset as i64, 0, 0]);
     let Some(breakdown) = &cfg.breakdown else {
         let best = emit(cfg, &reduced, |_| NULL_VALUE, out);
         return horizon(full(&best));

@@ -370,7 +370,9 @@ impl InsightOperator for Retention {
             CohortRule::FirstMatching => {
                 self.target.matches(row, &[]) && row.ts_ms <= memo[FIRST_TARGET]
             }
-            CohortRule::FirstEver => self.target.matches_event(row) && row.ts_ms <= memo[FIRST_NAME],
+            CohortRule::FirstEver => {
+                self.target.matches_event(row) && row.ts_ms <= memo[FIRST_NAME]
+            }
         };
         let changes_returns = self.returning.matches(row, &[]) && !known(memo[RETURNS]);
         !(changes_cohort || changes_returns)

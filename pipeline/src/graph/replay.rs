@@ -85,7 +85,8 @@ pub(super) fn replay_pass<'s>(
                                     cursor.map_times(batch, |_, d| diff += *d);
                                     if diff != 0 {
                                         let known = persons.get(person);
-                                        affected |= affects(&slots, &which, person, item, diff, known);
+                                        affected |=
+                                            affects(&slots, &which, person, item, diff, known);
                                     }
                                     cursor.step_val(batch);
                                 }
