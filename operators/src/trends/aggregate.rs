@@ -23,6 +23,9 @@ pub struct TrendsAggregator {
     config: Arc<TrendsConfig>,
     /// `(series, bucket_s, breakdown)` → value → multiplicity.
     cells: HashMap<(i64, i64, i64), BTreeMap<i64, i64>>,
+    /// Weekly/monthly active on trailing windows: `(series, breakdown, person)` → the buckets
+    /// (seconds) the person was active in → multiplicity.
+    active: HashMap<(i64, i64, i64), BTreeMap<i64, i64>>,
 }
 
 /// One rendered line: a series (or formula) for one breakdown value.
@@ -39,6 +42,67 @@ impl TrendsAggregator {
         TrendsAggregator {
             config,
             cells: HashMap::new(),
+            active: HashMap::new(),
+        }
+    }
+
+    /// Adds `diff` to a cell's value multiplicity.
+    fn add(&mut self, key: (i64, i64, i64), value: i64, diff: i64) {
+        let values = self.cells.entry(key).or_default();
+        let count = values.entry(value).or_insert(0);
+        *count += diff;
+        if *count == 0 {
+            values.remove(&value);
+        }
+        if values.is_empty() {
+            self.cells.remove(&key);
+        }
+    }
+
+    /// A person's active bucket appears or disappears: every bucket whose trailing window holds
+    /// it gains or loses the person, unless another of their active buckets already covers it.
+    fn apply_active(
+        &mut self,
+        days: i64,
+        series: i64,
+        point_s: i64,
+        breakdown: i64,
+        person: i64,
+        diff: i64,
+    ) {
+        let points = self.active.entry((series, breakdown, person)).or_default();
+        let count = points.entry(point_s).or_insert(0);
+        let was = *count > 0;
+        *count += diff;
+        let is = *count > 0;
+        if *count == 0 {
+            points.remove(&point_s);
+        }
+        if was == is {
+            if points.is_empty() {
+                self.active.remove(&(series, breakdown, person));
+            }
+            return;
+        }
+        let range = &self.config.range;
+        let interval = range.interval;
+        let mut changed = Vec::new();
+        for bucket in super::window_buckets(point_s * 1000, days, range) {
+            // The window of `bucket` holds the active buckets from `first` through `bucket`.
+            let first = (interval.add(bucket, 1) - days * super::DAY_MS) / 1000;
+            let covered = points
+                .range(first..=bucket / 1000)
+                .any(|(p, c)| *p != point_s && *c > 0);
+            if !covered {
+                changed.push(bucket / 1000);
+            }
+        }
+        if points.is_empty() {
+            self.active.remove(&(series, breakdown, person));
+        }
+        let sign = if is { 1 } else { -1 };
+        for bucket in changed {
+            self.add((series, bucket, breakdown), 0, sign);
         }
     }
 
@@ -180,16 +244,14 @@ impl Aggregator for TrendsAggregator {
         ) else {
             return;
         };
-        let key = (*series, *bucket, *breakdown);
         let value = contribution.get(3).copied().unwrap_or(0);
-        let values = self.cells.entry(key).or_default();
-        let count = values.entry(value).or_insert(0);
-        *count += diff as i64;
-        if *count == 0 {
-            values.remove(&value);
-        }
-        if values.is_empty() {
-            self.cells.remove(&key);
+        let windowed = usize::try_from(*series)
+            .ok()
+            .and_then(|i| self.config.series.get(i))
+            .and_then(|s| super::window_days(&self.config, s));
+        match windowed {
+            Some(days) => self.apply_active(days, *series, *bucket, *breakdown, value, diff as i64),
+            None => self.add((*series, *bucket, *breakdown), value, diff as i64),
         }
     }
 

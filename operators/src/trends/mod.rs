@@ -12,7 +12,12 @@
 //! - `breakdown`: the interned breakdown value, or -1 for null and when there is no breakdown;
 //! - `value`, by math:
 //!   - `total`: absent; diff = the person's matching events in the cell;
-//!   - `dau`, `weekly_active`, `monthly_active`: absent; diff = 1 per person and cell;
+//!   - `dau`, and `weekly_active` / `monthly_active` on week and month intervals: absent;
+//!     diff = 1 per person and cell;
+//!   - `weekly_active` / `monthly_active` on trailing windows: `bucket_s` is a bucket the person
+//!     was active in and `value` is the person's id; diff = 1. The aggregator counts the person
+//!     in every bucket whose window holds one of their active buckets, so a person's event
+//!     makes one contribution, not one per window;
 //!   - `unique_session`: the interned `$session_id`; diff = 1 per person, cell and session;
 //!   - property math: the value as an order-preserving key ([`math::ordered`]); diff = the
 //!     person's events with that value in the cell;
@@ -25,8 +30,9 @@
 //! read off in order. Rendering folds each cell with the series' math, ranks breakdown values
 //! and folds those beyond the limit into Other, then applies formulas.
 //!
-//! **Cost per update.** A person's pass is linear in their events per series (times the window
-//! length in buckets for weekly/monthly active); applying a contribution is `O(log n)`.
+//! **Cost per update.** A person's pass is linear in their events per series; applying a
+//! contribution is `O(log n)` (times the window length in buckets for weekly/monthly active,
+//! whose aggregator also keeps each person's active buckets).
 //!
 //! **Semantics and judgment calls.**
 //! - Property math ignores events whose property is missing, not numeric or not finite (as
@@ -128,6 +134,9 @@ impl InsightOperator for TrendsOperator {
                     Math::Property { .. } => {
                         (Cell::new(&[index, bucket, breakdown, value]), Combine::Sum)
                     }
+                    Math::Active { .. } if self.window_days(series).is_some() => {
+                        (Cell::new(&[index, bucket, breakdown]), Combine::Actor)
+                    }
                     Math::Dau | Math::Active { .. } => {
                         (Cell::new(&[index, bucket, breakdown]), Combine::Distinct)
                     }
@@ -181,6 +190,9 @@ impl TrendsOperator {
         }
         for ((bucket, breakdown, value), count) in cells {
             let (contribution, diff) = match series.math {
+                Math::Active { .. } if windowed => {
+                    (vec![index, bucket, breakdown, person.person as i64], 1)
+                }
                 Math::Total => (vec![index, bucket, breakdown], count),
                 Math::Dau | Math::Active { .. } => (vec![index, bucket, breakdown], 1),
                 Math::UniqueSession => (vec![index, bucket, breakdown, value], 1),
@@ -193,19 +205,12 @@ impl TrendsOperator {
 
     /// The trailing window of weekly/monthly active users, when this series has one.
     fn window_days(&self, series: &Series) -> Option<i64> {
-        match series.math {
-            Math::Active { days }
-                if !self.config.total_value && interval_windows(self.config.range.interval) =>
-            {
-                Some(days)
-            }
-            _ => None,
-        }
+        window_days(&self.config, series)
     }
 
-    /// The cells `(bucket_s, breakdown, value)` one event counts in for one series: none when
-    /// it is out of range or filtered out, one per trailing window it falls in for weekly and
-    /// monthly active users, else one.
+    /// The cell `(bucket_s, breakdown, value)` one event counts in for one series, if any: none
+    /// when it is out of range or filtered out. For weekly and monthly active users, `bucket_s`
+    /// is the event's own bucket, and the aggregator spreads it over the trailing windows.
     fn row_cells(
         &self,
         series: &Series,
@@ -234,10 +239,8 @@ impl TrendsOperator {
             .as_ref()
             .and_then(|b| b.value(row, props))
             .map_or(-1, i64::from);
-        if let Some(days) = windowed {
-            for bucket in window_buckets(row.ts_ms, days, range) {
-                cell(bucket / 1000, breakdown, 0);
-            }
+        if windowed.is_some() {
+            cell(interval.truncate(row.ts_ms) / 1000, breakdown, 0);
             return;
         }
         let value = match &series.math {
@@ -273,9 +276,20 @@ fn interval_windows(interval: Interval) -> bool {
     matches!(interval, Interval::Minute | Interval::Hour | Interval::Day)
 }
 
+/// The trailing window in days of a weekly/monthly active series, when it has one.
+pub(crate) fn window_days(config: &TrendsConfig, series: &Series) -> Option<i64> {
+    match series.math {
+        Math::Active { days } if !config.total_value && interval_windows(config.range.interval) => {
+            Some(days)
+        }
+        _ => None,
+    }
+}
+
 /// The in-range bucket starts (ms) whose trailing `days`-day window, ending at the bucket's
-/// end, holds `ts_ms`.
-fn window_buckets(
+/// end, holds `ts_ms`. Windows are whole days and the interval divides a day, so an event's
+/// bucket start gives the same buckets as its exact time.
+pub(crate) fn window_buckets(
     ts_ms: i64,
     days: i64,
     range: &crate::query::DateRange,

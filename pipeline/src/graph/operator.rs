@@ -84,7 +84,8 @@ pub trait InsightOperator: Send + Sync + 'static {
 
     /// One event's contributions, for an event-local insight. A person's `person_pass` equals
     /// the sum of their events' [`Combine::Sum`] contributions plus each distinct
-    /// [`Combine::Distinct`] contribution once.
+    /// [`Combine::Distinct`] contribution once, plus each distinct [`Combine::Actor`]
+    /// contribution once with the person's id appended.
     fn event_pass(&self, _row: &EventRow, _out: &mut Vec<(Cell, Combine)>) {}
 
     /// [`InsightOperator::person_pass`], also returning a [`Memo`] for
@@ -148,6 +149,18 @@ impl Cell {
     pub fn as_slice(&self) -> &[i64] {
         &self.values[..usize::from(self.len)]
     }
+
+    /// The cell with `value` appended; a full cell is returned unchanged (a bug in the
+    /// operator that emitted it).
+    pub fn appended(mut self, value: i64) -> Self {
+        let len = usize::from(self.len);
+        debug_assert!(len < Self::MAX, "a cell holds {} integers", Self::MAX);
+        if len < Self::MAX {
+            self.values[len] = value;
+            self.len += 1;
+        }
+        self
+    }
 }
 
 /// How an event-local contribution adds up over one person's events.
@@ -157,6 +170,10 @@ pub enum Combine {
     Sum,
     /// The person counts once, however many of their events emit it.
     Distinct,
+    /// Like [`Combine::Distinct`], and the aggregator learns whose it is: the person's id is
+    /// appended to the contribution. Weekly and monthly active users use it to count a person
+    /// once per trailing window without emitting one contribution per window.
+    Actor,
 }
 
 /// Folds contributions across persons and renders the result.

@@ -515,7 +515,9 @@ impl SlotCell {
 }
 
 /// The event-local insights in `which`: each event is mapped once as it arrives, and
-/// contributions that count persons go through a `distinct` on (person, contribution).
+/// contributions that count persons go through a `distinct` on (person, contribution). An
+/// [`Combine::Actor`] contribution carries its person from the start, so the `distinct` sees
+/// it too.
 fn event_pass<'s>(
     by_person: PersonArranged<'s>,
     slots: Arc<[InsightSlot]>,
@@ -531,9 +533,10 @@ fn event_pass<'s>(
                     continue;
                 }
                 op.event_pass(row, &mut buffer);
-                emitted.extend(buffer.drain(..).map(|(c, how)| {
-                    let counted_for = (how == Combine::Distinct).then_some(*person);
-                    (*index, counted_for, c)
+                emitted.extend(buffer.drain(..).map(|(c, how)| match how {
+                    Combine::Sum => (*index, None, c),
+                    Combine::Distinct => (*index, Some(*person), c),
+                    Combine::Actor => (*index, Some(*person), c.appended(person.1 as i64)),
                 }));
             }
         }
