@@ -105,6 +105,28 @@ impl Projected {
     }
 }
 
+/// Checks the memo contract ([`check_memo`]) for every person of `history` and every event
+/// of `extra`, which come later in the log (at any time).
+pub fn check_memos(
+    op: &dyn InsightOperator,
+    interner: &Arc<Interner>,
+    history: &[RefEvent],
+    extra: &[RefEvent],
+) -> Result<(), String> {
+    let projected = Projected::new(history, op, interner);
+    let mut extra = extra.to_vec();
+    for (i, e) in extra.iter_mut().enumerate() {
+        e.offset = 10_000 + i as u64;
+    }
+    let extra = Projected::new(&extra, op, interner);
+    for (person, rows) in &projected.persons {
+        for row in extra.persons.iter().flat_map(|(_, rows)| rows) {
+            check_memo(op, *person, rows, row)?;
+        }
+    }
+    Ok(())
+}
+
 /// Checks the memo contract for one person's `rows` (sorted) and one new row: the memo pass
 /// emits what the plain pass emits, and when the operator calls `extra` unaffected, adding it
 /// leaves the person's contributions unchanged. Returns the failure, if any.
