@@ -141,7 +141,10 @@ pub(super) fn replay_pass<'s>(
                                     let op = &slots[*index as usize].op;
                                     let slot = &mut memory[k];
                                     buffer.clear();
-                                    slot.memo = if op.project() == person.0 {
+                                    // A person with nothing left has no contributions, as a
+                                    // key with no input has no output in a `reduce`.
+                                    let gone = rows.is_empty() && props.is_empty();
+                                    slot.memo = if op.project() == person.0 && !gone {
                                         op.person_pass_memo(&view, &mut buffer)
                                     } else {
                                         None
