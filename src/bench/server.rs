@@ -31,7 +31,11 @@ impl ChildServer {
             .arg(&dir)
             .env("QUILL_PROJECT_TOKEN", TOKEN)
             .env("QUILL_PERSONAL_API_KEY", KEY)
-            .env("QUILL_LOG", "warn")
+            // The server's own log filter, for looking inside a benchmark run.
+            .env(
+                "QUILL_LOG",
+                std::env::var("QUILL_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .spawn()
             .context("starting quill serve")?;

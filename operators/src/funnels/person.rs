@@ -69,10 +69,13 @@ pub fn funnel_event(
 }
 
 fn reduce(cfg: &FunnelConfig, person: &PersonView<'_>) -> Reduced {
+    // Sized for the whole history up front: growing three vectors by doubling was a third of
+    // the funnels' time in a replay (allocator calls).
+    let n = person.events.len();
     let mut reduced = Reduced {
-        events: Vec::new(),
-        values: Vec::new(),
-        keys: Vec::new(),
+        events: Vec::with_capacity(n),
+        values: Vec::with_capacity(n),
+        keys: Vec::with_capacity(n),
     };
     for row in person.events.iter().copied() {
         if let Some(event) = funnel_event(cfg, row, person.props) {

@@ -77,8 +77,10 @@ pub(super) fn replay_pass<'s>(
                                 .unwrap_or(*cap.time())
                                 .max(*cap.time());
                             touched.clear();
+                            let mut keys = 0usize;
                             let mut cursor = batch.cursor();
                             while let Some(person) = cursor.get_key(batch) {
+                                keys += 1;
                                 let mut affected: Affected = 0;
                                 while let Some(item) = cursor.get_val(batch) {
                                     let mut diff = 0;
@@ -105,9 +107,13 @@ pub(super) fn replay_pass<'s>(
                                 tracing::error!("the by-person arrangement has no cursor");
                                 continue;
                             };
+                            let started = std::time::Instant::now();
+                            let mut replayed_rows = 0usize;
+                            // Reused across persons: allocating it per person showed in profiles.
+                            let mut rows: Vec<&EventRow> = Vec::new();
                             for (person, affected) in &touched {
                                 let mut props: &[(Sym, PropValue)] = &[];
-                                let mut rows: Vec<&EventRow> = Vec::new();
+                                rows.clear();
                                 history.seek_key(&storage, person);
                                 if history.get_key(&storage) == Some(person) {
                                     while let Some(item) = history.get_val(&storage) {
@@ -161,7 +167,15 @@ pub(super) fn replay_pass<'s>(
                                 if !rows.is_empty() || !props.is_empty() {
                                     persons.insert(*person, memory);
                                 }
+                                replayed_rows += rows.len();
                             }
+                            tracing::debug!(
+                                keys,
+                                persons = touched.len(),
+                                rows = replayed_rows,
+                                ms = started.elapsed().as_millis() as u64,
+                                "replayed a batch"
+                            );
                             seen_upper = Some(upper);
                         }
                     });
