@@ -92,16 +92,24 @@ fn reduce(cfg: &FunnelConfig, person: &PersonView<'_>) -> Reduced {
 }
 
 /// The memo of a person whose result any relevant event may change.
-pub const NO_HORIZON: Memo = [i64::MAX, i64::MAX, 0, 0];
+pub const NO_HORIZON: Memo = [i64::MAX, i64::MAX, i64::MAX, i64::MAX];
 
 /// Emits the person's contributions (layout in the module docs of `funnels`) and returns the
-/// memo: the `(ts, offset)` key of the last event the result depends on, when later events
-/// cannot change it.
+/// memo: `[horizon ts, horizon offset, tail ts, tail offset]`.
 ///
-/// That holds when the deciding attempt reached the last step and the breakdown value cannot
-/// move: a later attempt reaches the last step later, an exclusion only counts between the
-/// deciding attempt's own steps, and the first touch (or a step's value) is already fixed. A
-/// last-touch or all-events breakdown, or funnel trends, keep no horizon.
+/// The *horizon* is the `(ts, offset)` key of the last event the result depends on, when later
+/// events cannot change it. That holds when the deciding attempt reached the last step and the
+/// breakdown value cannot move: a later attempt reaches the last step later, an exclusion only
+/// counts between the deciding attempt's own steps, and the first touch (or a step's value) is
+/// already fixed.
+///
+/// The *tail* is the key of the person's last funnel event, when the person has a deciding
+/// attempt and its breakdown value cannot move. An event after the tail that matches no step
+/// but the first (and no exclusion) only starts a new attempt of depth zero, or breaks a strict
+/// attempt that has already reached its depth: the deciding attempt stays. Unordered funnels,
+/// where a first-step event can complete any attempt, keep no tail.
+///
+/// A last-touch or all-events breakdown, or funnel trends, keep neither.
 pub fn pass(
     cfg: &FunnelConfig,
     person: &PersonView<'_>,
@@ -116,17 +124,25 @@ pub fn pass(
             .filter(|a| a.depth() + 1 == cfg.shape.steps)
             .map(|a| reduced.keys[a.reached_at()])
     };
-    let horizon =
-        |key: Option<(i64, u64)>| key.map_or(NO_HORIZON, |(ts, offset)| [ts, offset as i64, 0, 0]);
+    let tail = |best: &Option<Attempt>| {
+        best.as_ref()
+            .filter(|_| cfg.shape.order != Order::Unordered)
+            .and_then(|_| reduced.keys.last().copied())
+    };
+    let memo = |horizon: Option<(i64, u64)>, tail: Option<(i64, u64)>| {
+        let [h_ts, h_off] = horizon.map_or([i64::MAX; 2], |(ts, o)| [ts, o as i64]);
+        let [t_ts, t_off] = tail.map_or([i64::MAX; 2], |(ts, o)| [ts, o as i64]);
+        [h_ts, h_off, t_ts, t_off]
+    };
     let Some(breakdown) = &cfg.breakdown else {
         let best = emit(cfg, &reduced, |_| NULL_VALUE, out);
-        return horizon(full(&best));
+        return memo(full(&best), tail(&best));
     };
     if breakdown.scope == Scope::Person {
         // Every row carries the same person value.
         let value = reduced.values[0];
         let best = emit(cfg, &reduced, |_| encode(value), out);
-        return horizon(full(&best));
+        return memo(full(&best), tail(&best));
     }
     let touched = || {
         (0..reduced.events.len())
@@ -140,7 +156,8 @@ pub fn pass(
             let best = emit(cfg, &reduced, |_| encode(value), out);
             // Until some step event carries a value, a later one would become the first.
             let first_key = first.map(|i| reduced.keys[i]);
-            horizon(full(&best).zip(first_key).map(|(a, b)| a.max(b)))
+            let tail = tail(&best).filter(|_| first_key.is_some());
+            memo(full(&best).zip(first_key).map(|(a, b)| a.max(b)), tail)
         }
         Attribution::LastTouch => {
             let value = touched().next_back().and_then(|i| reduced.values[i]);
@@ -158,7 +175,7 @@ pub fn pass(
                 },
                 out,
             );
-            horizon(full(&best))
+            memo(full(&best), tail(&best))
         }
         Attribution::AllEvents => {
             let mut distinct: Vec<Option<Sym>> = reduced.values.clone();
@@ -177,10 +194,17 @@ pub fn pass(
 /// `reads_person` says whether the funnel's filters read person properties, which the row
 /// alone cannot answer.
 pub fn unaffected(cfg: &FunnelConfig, memo: &Memo, row: &EventRow, reads_person: bool) -> bool {
-    if (row.ts_ms, row.offset as i64) > (memo[0], memo[1]) {
+    let key = (row.ts_ms, row.offset as i64);
+    if key > (memo[0], memo[1]) {
         return true;
     }
-    !reads_person && funnel_event(cfg, row, &[]).is_none()
+    if reads_person {
+        return false;
+    }
+    match funnel_event(cfg, row, &[]) {
+        None => true,
+        Some(e) => key > (memo[2], memo[3]) && e.exclusions == 0 && e.steps & !1 == 0,
+    }
 }
 
 /// Runs the attempts over `reduced` and emits per the visualization; `value_of` gives the
