@@ -414,7 +414,7 @@ mod tests {
             ts_ms: 0,
             offset: 0,
             event: interner.intern("e"),
-            props: props.into_boxed_slice(),
+            props: props.into(),
         }
     }
 

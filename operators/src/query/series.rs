@@ -174,7 +174,7 @@ mod tests {
             ts_ms: 0,
             offset: 0,
             event: interner.intern("signup"),
-            props: vec![(plan, interner.value(&json!("pro")).unwrap())].into_boxed_slice(),
+            props: vec![(plan, interner.value(&json!("pro")).unwrap())].into(),
         };
         assert!(node.matches(&row, &[]));
         let other = EventRow {

@@ -73,7 +73,7 @@ impl Projected {
                 ts_ms: e.ts_ms,
                 offset: e.offset,
                 event: interner.intern(&e.event),
-                props: props.into_boxed_slice(),
+                props: props.into(),
             });
         }
         let persons = by_person

@@ -13,7 +13,7 @@
 //! transaction, so the two agree.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -30,7 +30,7 @@ use crate::materialize::DISTINCT_ID_CUTOFFS;
 use crate::store::{from_json, Store, StoreError, META};
 
 use super::engine::{Engine, EngineError};
-use super::row::{EventRow, Interner, PropValue, Sym};
+use super::row::{EventRow, Interner, PropValue, Props, Sym};
 use super::runtime::{Mapping, PersonKey, PersonProps, Round};
 
 /// The materializer's cursor key in the meta table.
@@ -42,6 +42,10 @@ const ROUND_EVENTS: usize = 200_000;
 const BOOTSTRAP_BYTES: usize = 4 << 20;
 /// Marks synthetic person ids (distinct ids without a person).
 const SYNTHETIC: u64 = 1 << 63;
+/// Distinct property sets the feeder remembers for sharing. Past it the table starts over:
+/// rows keep their sets, new rows just stop sharing with them (high-cardinality properties
+/// would otherwise grow the table without bound).
+const SHARED_PROPS: usize = 1 << 20;
 
 /// A touched person's current properties; `None` when the person was removed.
 pub type PersonState = (ProjectId, u64, Option<Map<String, Value>>);
@@ -140,6 +144,8 @@ pub struct Feeder {
     mappings: HashMap<u64, Mapping>,
     cutoffs: HashMap<u64, u64>,
     person_props: HashMap<PersonKey, PersonProps>,
+    /// Property sets handed out, so that equal sets share one allocation.
+    shared: HashSet<Props>,
     round: Round,
     round_events: usize,
     /// The log offset everything below which has been fed.
@@ -168,6 +174,7 @@ impl Feeder {
             mappings: HashMap::new(),
             cutoffs: HashMap::new(),
             person_props: HashMap::new(),
+            shared: HashSet::new(),
             round: Round::default(),
             round_events: 0,
             cursor: Arc::new(AtomicU64::new(0)),
@@ -333,9 +340,22 @@ impl Feeder {
         }
     }
 
-    fn row(&self, offset: u64, e: &StoredEvent) -> EventRow {
+    /// The shared copy of `props`.
+    fn share(&mut self, props: Vec<(Sym, PropValue)>) -> Props {
+        if let Some(shared) = self.shared.get(props.as_slice()) {
+            return shared.clone();
+        }
+        if self.shared.len() >= SHARED_PROPS {
+            self.shared.clear();
+        }
+        let props: Props = props.into();
+        self.shared.insert(props.clone());
+        props
+    }
+
+    fn row(&mut self, offset: u64, e: &StoredEvent) -> EventRow {
         let props = if self.event_keys.is_empty() {
-            Box::default()
+            self.share(Vec::new())
         } else {
             let values = super::project::project(&e.properties, &self.event_keys, |(k, _)| k);
             let mut props: Vec<(Sym, PropValue)> = values
@@ -348,7 +368,7 @@ impl Feeder {
                 })
                 .collect();
             props.sort_unstable_by_key(|(sym, _)| *sym);
-            props.into_boxed_slice()
+            self.share(props)
         };
         EventRow {
             ts_ms: e.timestamp_us.div_euclid(1000),
@@ -358,15 +378,17 @@ impl Feeder {
         }
     }
 
-    fn project_props(&self, keys: &[(String, Sym)], map: &Map<String, Value>) -> PersonProps {
-        keys.iter()
+    fn project_props(&mut self, map: &Map<String, Value>) -> PersonProps {
+        let props = self
+            .person_keys
+            .iter()
             .filter_map(|(k, sym)| {
                 map.get(k)
                     .and_then(|v| self.interner.value(v))
                     .map(|v| (*sym, v))
             })
-            .collect::<Vec<(Sym, PropValue)>>()
-            .into_boxed_slice()
+            .collect::<Vec<(Sym, PropValue)>>();
+        self.share(props)
     }
 
     fn map(&mut self, key: u64, project: ProjectId, person: Option<u64>) {
@@ -397,7 +419,7 @@ impl Feeder {
         props: Option<&Map<String, Value>>,
     ) {
         let key = (project, id);
-        let new = props.map(|p| self.project_props(&self.person_keys, p));
+        let new = props.map(|p| self.project_props(p));
         let old = match &new {
             Some(n) => self.person_props.insert(key, n.clone()),
             None => self.person_props.remove(&key),

@@ -22,5 +22,5 @@ pub use operator::{
     evaluate, Aggregator, BuildContext, Cell, Combine, Contribution, InsightOperator, Memo,
     PersonView,
 };
-pub use row::{EventRow, Interner, PropValue, Sym};
+pub use row::{EventRow, Interner, PropValue, Props, Sym};
 pub use runtime::{Mapping, PersonKey, PersonProps, Round, Time};

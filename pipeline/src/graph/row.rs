@@ -58,6 +58,11 @@ pub fn format_number(value: f64) -> String {
     }
 }
 
+/// Projected properties, sorted by key. Shared: the feeder interns each distinct set, so the
+/// two arrangements that hold a row, and every row with the same values, point at one
+/// allocation instead of each owning a copy (that copy was most of the state per event).
+pub type Props = Arc<[(Sym, PropValue)]>;
+
 /// One event as the dataflow keeps it. The derived order is (timestamp, offset), which is the
 /// order in which insights replay a person's history; the offset makes it total.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -69,7 +74,7 @@ pub struct EventRow {
     /// The interned event name.
     pub event: Sym,
     /// The projected properties, sorted by key.
-    pub props: Box<[(Sym, PropValue)]>,
+    pub props: Props,
 }
 
 impl EventRow {

@@ -38,7 +38,7 @@ use timely::progress::frontier::AntichainRef;
 use crate::event::ProjectId;
 
 use super::operator::{Cell, Combine, Contribution, InsightOperator};
-use super::row::{EventRow, PropValue, Sym};
+use super::row::{EventRow, Props};
 
 /// Logical time of the dataflow: the round number.
 pub type Time = u64;
@@ -47,7 +47,7 @@ pub type Time = u64;
 pub type PersonKey = (ProjectId, u64);
 
 /// Projected person properties, sorted by key.
-pub type PersonProps = Box<[(Sym, PropValue)]>;
+pub type PersonProps = Props;
 
 /// What the by-person arrangement holds for a person. `Props` sorts first, so a person's
 /// properties come before their events in a replay's input.

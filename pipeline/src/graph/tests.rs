@@ -43,7 +43,7 @@ fn row(offset: u64) -> EventRow {
         ts_ms: offset as i64 * 1000,
         offset,
         event: 0,
-        props: Box::new([]),
+        props: Default::default(),
     }
 }
 
