@@ -58,7 +58,7 @@ pub struct ServeArgs {
     /// Seeds the personal API key (phx_...).
     #[arg(long, env = "QUILL_PERSONAL_API_KEY")]
     pub personal_api_key: Option<String>,
-    /// Timely worker threads for the insights dataflow.
+    /// Timely worker threads for the insights dataflow (0: no insights dataflow at all).
     #[arg(long, env = "QUILL_WORKERS", default_value_t = 1)]
     pub workers: usize,
 }

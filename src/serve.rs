@@ -47,10 +47,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         indexed.clone(),
         insights.clone(),
     );
-    let (batches_tx, batches) = std::sync::mpsc::channel();
-    let feeder = insights.spawn_feeder(batches, stop.clone())?;
-    insights.spawn_range_refresher(stop.clone())?;
-    let materializer = Materializer::new(store.clone(), log.reader())?.with_observer(batches_tx);
+    let mut materializer = Materializer::new(store.clone(), log.reader())?;
+    // `--workers 0` runs without the insights dataflow: capture, persons and the events API
+    // only (and the baseline that `quill bench insights` measures dataflow state against).
+    let feeder = if args.workers > 0 {
+        let (batches_tx, batches) = std::sync::mpsc::channel();
+        materializer = materializer.with_observer(batches_tx);
+        insights.spawn_range_refresher(stop.clone())?;
+        Some(insights.spawn_feeder(batches, stop.clone())?)
+    } else {
+        tracing::info!("--workers 0: the insights dataflow is off");
+        None
+    };
     let materializer = {
         let stop = stop.clone();
         std::thread::Builder::new()
@@ -132,7 +140,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if indexer.join().is_err() {
             tracing::error!("the indexer thread panicked");
         }
-        if feeder.join().is_err() {
+        if feeder.is_some_and(|f| f.join().is_err()) {
             tracing::error!("the insights feeder panicked");
         }
     })
