@@ -4,8 +4,10 @@
 //! - [`operator`]: the seam that insight kinds implement (they live in `quill-operators`);
 //! - [`runtime`]: the dataflow itself (inputs, the shared by-person arrangement, insight sets);
 //! - [`replay`]: the per-person pass of the insights that need whole histories;
+//! - [`distinct`]: the person counts of the event-local insights;
 //! - [`engine`]: the live insight set, its collector and the published results.
 
+mod distinct;
 pub mod engine;
 pub mod feeder;
 pub mod operator;

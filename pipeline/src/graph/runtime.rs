@@ -26,7 +26,6 @@ use std::time::Duration;
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
-use differential_dataflow::operators::ThresholdTotal;
 use differential_dataflow::trace::implementations::ValSpine;
 use differential_dataflow::trace::TraceReader;
 use differential_dataflow::VecCollection;
@@ -546,11 +545,9 @@ fn event_pass<'s>(
         .clone()
         .filter(|(_, counted_for, _)| counted_for.is_none())
         .map(|(index, _, c)| (index, SlotCell::Local(c)));
-    let persons = mapped
-        .flat_map(|(index, counted_for, c)| counted_for.map(|person| (index, person, c)))
-        // Not `distinct_total`: in differential 0.25.1 it never retracts a key whose count
-        // falls back to zero (its threshold is 1 whatever the count).
-        .threshold_total(|_, count: &isize| isize::from(*count > 0))
-        .map(|(index, _, c)| (index, SlotCell::Local(c)));
+    let persons = super::distinct::distinct_by_hash(
+        mapped.flat_map(|(index, counted_for, c)| counted_for.map(|person| (index, person, c))),
+    )
+    .map(|(index, _, c)| (index, SlotCell::Local(c)));
     summed.concat(persons)
 }
