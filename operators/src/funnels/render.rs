@@ -1,5 +1,6 @@
 //! Rendering funnel state into PostHog's `results` shapes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
@@ -88,9 +89,12 @@ fn steps_list(cfg: &FunnelConfig, state: &StepsState, breakdown: Option<&str>) -
 
 /// Steps: a flat list, or one list per breakdown value ranked by their step-0 counts.
 pub fn steps(cfg: &FunnelConfig, states: &BTreeMap<i64, StepsState>) -> Value {
+    // Rendered after every round: borrow the states, because a clone or merge copies every
+    // distinct conversion time (a fifth of a core at 10M events, perf, session 6).
     if cfg.breakdown.is_none() {
-        let state = states.get(&NULL_VALUE).cloned().unwrap_or_default();
-        return Value::Array(steps_list(cfg, &state, None));
+        let empty = StepsState::default();
+        let state = states.get(&NULL_VALUE).unwrap_or(&empty);
+        return Value::Array(steps_list(cfg, state, None));
     }
     let totals = states
         .iter()
@@ -99,13 +103,20 @@ pub fn steps(cfg: &FunnelConfig, states: &BTreeMap<i64, StepsState>) -> Value {
     let lists = fold_values(cfg, &totals)
         .into_iter()
         .map(|(text, slots)| {
-            let mut merged = StepsState::default();
-            for slot in slots {
-                if let Some(s) = states.get(&slot) {
-                    merged.merge(s);
+            let state = match slots.as_slice() {
+                [one] => states.get(one).map(Cow::Borrowed),
+                _ => None,
+            };
+            let state = state.unwrap_or_else(|| {
+                let mut merged = StepsState::default();
+                for slot in &slots {
+                    if let Some(s) = states.get(slot) {
+                        merged.merge(s);
+                    }
                 }
-            }
-            Value::Array(steps_list(cfg, &merged, Some(&text)))
+                Cow::Owned(merged)
+            });
+            Value::Array(steps_list(cfg, &state, Some(&text)))
         })
         .collect();
     Value::Array(lists)
