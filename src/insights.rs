@@ -260,6 +260,9 @@ impl Insights {
     /// Waits until the dataflow is loaded and has been fed everything acknowledged before the
     /// call. Gives up after `wait`; returns whether it got there.
     pub async fn wait_fed(&self, wait: Duration) -> bool {
+        if self.workers == 0 {
+            return false;
+        }
         let target = self.log.end();
         let deadline = tokio::time::Instant::now() + wait;
         let mut ready = self.ready.subscribe();
@@ -328,6 +331,9 @@ impl Insights {
 
     /// Answers an ad hoc query over everything acknowledged before the call.
     pub async fn query(&self, op: Arc<dyn InsightOperator>) -> anyhow::Result<Published> {
+        if self.workers == 0 {
+            anyhow::bail!("the insights dataflow is off (the server runs with --workers 0)");
+        }
         self.ensure_projection(&*op);
         if !self.wait_fed(QUERY_TIMEOUT).await {
             anyhow::bail!("the insights dataflow is still loading");
