@@ -21,6 +21,9 @@ use timely::dataflow::operators::Capability;
 
 use super::runtime::Time;
 
+/// Updates waiting for their time to complete, with a capability to emit at that time.
+type Pending<D> = BTreeMap<Time, (Capability<Time>, Vec<(D, isize)>)>;
+
 /// The records of `input` present with a positive multiplicity, each once.
 ///
 /// Runs where its input is: callers must send every copy of a record to one worker (the
@@ -38,8 +41,7 @@ where
             "DistinctByHash",
             |_, _| {
                 let mut counts: HashMap<D, isize> = HashMap::new();
-                let mut pending: BTreeMap<Time, (Capability<Time>, Vec<(D, isize)>)> =
-                    BTreeMap::new();
+                let mut pending: Pending<D> = BTreeMap::new();
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         for (d, t, r) in data.drain(..) {
