@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::operators::arrange::Arranged;
-use differential_dataflow::trace::cursor::{Cursor, Navigable};
+use differential_dataflow::trace::cursor::{Cursor, CursorList, Navigable};
 use differential_dataflow::trace::{BatchReader, TraceReader};
 use differential_dataflow::AsCollection;
 use timely::container::CapacityContainerBuilder;
@@ -29,7 +29,7 @@ use timely::progress::Antichain;
 use super::operator::{Contribution, InsightOperator, Memo, PersonView};
 use super::row::{EventRow, PropValue, Sym};
 use super::runtime::{
-    InsightSlot, PersonArranged, PersonItem, PersonKey, SlotCell, SlotUpdates, Time,
+    InsightSlot, PersonArranged, PersonItem, PersonKey, PersonTrace, SlotCell, SlotUpdates, Time,
 };
 
 /// What the operator remembers about one person, per replayed insight (in `which` order).
@@ -47,6 +47,16 @@ struct SlotMemory {
 type Affected = u64;
 
 type Update = ((u32, SlotCell), Time, isize);
+
+/// Buffers reused across persons: a pass's contributions, and the changes to emit.
+type Scratch<'b> = (
+    &'b mut Vec<(Contribution, isize)>,
+    &'b mut Vec<(Contribution, isize)>,
+);
+
+/// A cursor over every batch of the by-person arrangement, and the batches it reads.
+type HistoryCursor = CursorList<<<PersonTrace as TraceReader>::Batch as Navigable>::Cursor>;
+type HistoryStorage = Vec<<PersonTrace as TraceReader>::Batch>;
 
 /// The insights in `which` that replay histories, evaluated together per touched person.
 pub(super) fn replay_pass<'s>(
@@ -112,26 +122,8 @@ pub(super) fn replay_pass<'s>(
                             // Reused across persons: allocating it per person showed in profiles.
                             let mut rows: Vec<&EventRow> = Vec::new();
                             for (person, affected) in &touched {
-                                let mut props: &[(Sym, PropValue)] = &[];
-                                rows.clear();
-                                history.seek_key(&storage, person);
-                                if history.get_key(&storage) == Some(person) {
-                                    while let Some(item) = history.get_val(&storage) {
-                                        let mut diff = 0;
-                                        history.map_times(&storage, |t, d| {
-                                            if !upper.less_equal(t) {
-                                                diff += *d;
-                                            }
-                                        });
-                                        if diff > 0 {
-                                            match item {
-                                                PersonItem::Props(p) => props = p,
-                                                PersonItem::Event(row) => rows.push(row),
-                                            }
-                                        }
-                                        history.step_val(&storage);
-                                    }
-                                }
+                                let props =
+                                    read_history(&mut history, &storage, person, &upper, &mut rows);
                                 let view = PersonView {
                                     person: person.1,
                                     events: &rows,
@@ -140,30 +132,21 @@ pub(super) fn replay_pass<'s>(
                                 let mut memory = persons.remove(person).unwrap_or_else(|| {
                                     which.iter().map(|_| SlotMemory::default()).collect()
                                 });
-                                for (k, index) in which.iter().enumerate() {
-                                    if k < 64 && affected & (1 << k) == 0 {
-                                        continue;
-                                    }
-                                    let op = &slots[*index as usize].op;
-                                    let slot = &mut memory[k];
-                                    buffer.clear();
-                                    // A person with nothing left has no contributions, as a
-                                    // key with no input has no output in a `reduce`.
-                                    let gone = rows.is_empty() && props.is_empty();
-                                    slot.memo = if op.project() == person.0 && !gone {
-                                        op.person_pass_memo(&view, &mut buffer)
-                                    } else {
-                                        None
-                                    };
-                                    changes.clear();
-                                    changes.extend(slot.emitted.drain(..).map(|(c, d)| (c, -d)));
-                                    changes.extend(buffer.iter().cloned());
-                                    slot.emitted.append(&mut buffer);
-                                    consolidate(&mut changes);
-                                    for (c, d) in changes.drain(..) {
-                                        session.give(((*index, SlotCell::Replayed(c)), stamp, d));
-                                    }
-                                }
+                                let mut emit = |index: u32, c: Contribution, d: isize| {
+                                    session.give(((index, SlotCell::Replayed(c)), stamp, d));
+                                };
+                                let scratch = (&mut buffer, &mut changes);
+                                let affected_slots = (&slots[..], &which[..], *affected);
+                                run_slots(
+                                    affected_slots,
+                                    person,
+                                    &view,
+                                    &mut memory,
+                                    scratch,
+                                    &mut emit,
+                                );
+                                // A person with nothing left is forgotten, as a key with no
+                                // input has no state in a `reduce`.
                                 if !rows.is_empty() || !props.is_empty() {
                                     persons.insert(*person, memory);
                                 }
@@ -189,6 +172,75 @@ pub(super) fn replay_pass<'s>(
             },
         )
         .as_collection()
+}
+
+/// Reads `person`'s history through `upper` (exclusive) into `rows`, in `(ts, offset)` order;
+/// returns the person's properties.
+fn read_history<'a>(
+    history: &mut HistoryCursor,
+    storage: &'a HistoryStorage,
+    person: &PersonKey,
+    upper: &Antichain<Time>,
+    rows: &mut Vec<&'a EventRow>,
+) -> &'a [(Sym, PropValue)] {
+    let mut props: &[(Sym, PropValue)] = &[];
+    rows.clear();
+    history.seek_key(storage, person);
+    if history.get_key(storage) != Some(person) {
+        return props;
+    }
+    while let Some(item) = history.get_val(storage) {
+        let mut diff = 0;
+        history.map_times(storage, |t, d| {
+            if !upper.less_equal(t) {
+                diff += *d;
+            }
+        });
+        if diff > 0 {
+            match item {
+                PersonItem::Props(p) => props = p,
+                PersonItem::Event(row) => rows.push(row),
+            }
+        }
+        history.step_val(storage);
+    }
+    props
+}
+
+/// Runs the affected slots over one person's history and emits, per slot, the difference from
+/// what it emitted last.
+fn run_slots(
+    (slots, which, affected): (&[InsightSlot], &[u32], Affected),
+    person: &PersonKey,
+    view: &PersonView<'_>,
+    memory: &mut [SlotMemory],
+    (buffer, changes): Scratch<'_>,
+    emit: &mut impl FnMut(u32, Contribution, isize),
+) {
+    // A person with nothing left has no contributions, as a key with no input has no output
+    // in a `reduce`.
+    let gone = view.events.is_empty() && view.props.is_empty();
+    for (k, index) in which.iter().enumerate() {
+        if k < 64 && affected & (1 << k) == 0 {
+            continue;
+        }
+        let op = &slots[*index as usize].op;
+        let slot = &mut memory[k];
+        buffer.clear();
+        slot.memo = if op.project() == person.0 && !gone {
+            op.person_pass_memo(view, buffer)
+        } else {
+            None
+        };
+        changes.clear();
+        changes.extend(slot.emitted.drain(..).map(|(c, d)| (c, -d)));
+        changes.extend(buffer.iter().cloned());
+        slot.emitted.append(buffer);
+        consolidate(changes);
+        for (c, d) in changes.drain(..) {
+            emit(*index, c, d);
+        }
+    }
 }
 
 /// Which replayed insights one change to `person` may affect: all of them for anything but a
