@@ -61,14 +61,23 @@ where
                         consolidate(&mut updates);
                         let mut session = output.session(&cap);
                         for (d, r) in updates {
-                            let old = counts.get(&d).copied().unwrap_or(0);
-                            let new = old + r;
+                            // The record is cloned only when it is new to the map: most
+                            // updates are to a key already counted.
+                            let (old, new) = match counts.get_mut(&d) {
+                                Some(count) => {
+                                    let old = *count;
+                                    *count += r;
+                                    if *count == 0 {
+                                        counts.remove(&d);
+                                    }
+                                    (old, old + r)
+                                }
+                                None => {
+                                    counts.insert(d.clone(), r);
+                                    (0, r)
+                                }
+                            };
                             let change = isize::from(new > 0) - isize::from(old > 0);
-                            if new == 0 {
-                                counts.remove(&d);
-                            } else {
-                                counts.insert(d.clone(), new);
-                            }
                             if change != 0 {
                                 session.give((d, t, change));
                             }
