@@ -46,6 +46,13 @@ pub struct PersonView<'a> {
     pub props: &'a [(Sym, PropValue)],
 }
 
+impl PersonView<'_> {
+    /// Whether nothing is left of the person: no events and no properties.
+    pub fn is_gone(&self) -> bool {
+        self.events.is_empty() && self.props.is_empty()
+    }
+}
+
 /// What an operator is built with.
 #[derive(Debug, Clone)]
 pub struct BuildContext {

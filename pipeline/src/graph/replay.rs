@@ -48,11 +48,15 @@ type Affected = u64;
 
 type Update = ((u32, SlotCell), Time, isize);
 
-/// Buffers reused across persons: a pass's contributions, and the changes to emit.
-type Scratch<'b> = (
-    &'b mut Vec<(Contribution, isize)>,
-    &'b mut Vec<(Contribution, isize)>,
-);
+/// Runs the replayed insights over one person at a time, with buffers reused across persons.
+struct SlotRunner {
+    slots: Arc<[InsightSlot]>,
+    which: Vec<u32>,
+    /// One pass's contributions.
+    buffer: Vec<(Contribution, isize)>,
+    /// The changes to emit for one slot.
+    changes: Vec<(Contribution, isize)>,
+}
 
 /// A cursor over every batch of the by-person arrangement, and the batches it reads.
 type HistoryCursor = CursorList<<<PersonTrace as TraceReader>::Batch as Navigable>::Cursor>;
@@ -72,8 +76,12 @@ pub(super) fn replay_pass<'s>(
             move |_, _| {
                 let mut persons: HashMap<PersonKey, Remembered> = HashMap::new();
                 let mut touched: Vec<(PersonKey, Affected)> = Vec::new();
-                let mut buffer: Vec<(Contribution, isize)> = Vec::new();
-                let mut changes: Vec<(Contribution, isize)> = Vec::new();
+                let mut runner = SlotRunner {
+                    slots,
+                    which,
+                    buffer: Vec::new(),
+                    changes: Vec::new(),
+                };
                 move |input, output| {
                     let mut seen_upper: Option<Antichain<Time>> = None;
                     input.for_each(|cap, data| {
@@ -97,8 +105,14 @@ pub(super) fn replay_pass<'s>(
                                     cursor.map_times(batch, |_, d| diff += *d);
                                     if diff != 0 {
                                         let known = persons.get(person);
-                                        affected |=
-                                            affects(&slots, &which, person, item, diff, known);
+                                        affected |= affects(
+                                            &runner.slots,
+                                            &runner.which,
+                                            person,
+                                            item,
+                                            diff,
+                                            known,
+                                        );
                                     }
                                     cursor.step_val(batch);
                                 }
@@ -130,24 +144,15 @@ pub(super) fn replay_pass<'s>(
                                     props,
                                 };
                                 let mut memory = persons.remove(person).unwrap_or_else(|| {
-                                    which.iter().map(|_| SlotMemory::default()).collect()
+                                    runner.which.iter().map(|_| SlotMemory::default()).collect()
                                 });
                                 let mut emit = |index: u32, c: Contribution, d: isize| {
                                     session.give(((index, SlotCell::Replayed(c)), stamp, d));
                                 };
-                                let scratch = (&mut buffer, &mut changes);
-                                let affected_slots = (&slots[..], &which[..], *affected);
-                                run_slots(
-                                    affected_slots,
-                                    person,
-                                    &view,
-                                    &mut memory,
-                                    scratch,
-                                    &mut emit,
-                                );
+                                runner.run(*affected, person, &view, &mut memory, &mut emit);
                                 // A person with nothing left is forgotten, as a key with no
                                 // input has no state in a `reduce`.
-                                if !rows.is_empty() || !props.is_empty() {
+                                if !view.is_gone() {
                                     persons.insert(*person, memory);
                                 }
                                 replayed_rows += rows.len();
@@ -207,38 +212,41 @@ fn read_history<'a>(
     props
 }
 
-/// Runs the affected slots over one person's history and emits, per slot, the difference from
-/// what it emitted last.
-fn run_slots(
-    (slots, which, affected): (&[InsightSlot], &[u32], Affected),
-    person: &PersonKey,
-    view: &PersonView<'_>,
-    memory: &mut [SlotMemory],
-    (buffer, changes): Scratch<'_>,
-    emit: &mut impl FnMut(u32, Contribution, isize),
-) {
-    // A person with nothing left has no contributions, as a key with no input has no output
-    // in a `reduce`.
-    let gone = view.events.is_empty() && view.props.is_empty();
-    for (k, index) in which.iter().enumerate() {
-        if k < 64 && affected & (1 << k) == 0 {
-            continue;
-        }
-        let op = &slots[*index as usize].op;
-        let slot = &mut memory[k];
-        buffer.clear();
-        slot.memo = if op.project() == person.0 && !gone {
-            op.person_pass_memo(view, buffer)
-        } else {
-            None
-        };
-        changes.clear();
-        changes.extend(slot.emitted.drain(..).map(|(c, d)| (c, -d)));
-        changes.extend(buffer.iter().cloned());
-        slot.emitted.append(buffer);
-        consolidate(changes);
-        for (c, d) in changes.drain(..) {
-            emit(*index, c, d);
+impl SlotRunner {
+    /// Runs the `affected` slots over one person's history and emits, per slot, the difference
+    /// from what it emitted last.
+    fn run(
+        &mut self,
+        affected: Affected,
+        person: &PersonKey,
+        view: &PersonView<'_>,
+        memory: &mut [SlotMemory],
+        emit: &mut impl FnMut(u32, Contribution, isize),
+    ) {
+        // A person with nothing left has no contributions, as a key with no input has no
+        // output in a `reduce`.
+        let gone = view.is_gone();
+        for (k, index) in self.which.iter().enumerate() {
+            if k < 64 && affected & (1 << k) == 0 {
+                continue;
+            }
+            let op = &self.slots[*index as usize].op;
+            let slot = &mut memory[k];
+            self.buffer.clear();
+            slot.memo = if op.project() == person.0 && !gone {
+                op.person_pass_memo(view, &mut self.buffer)
+            } else {
+                None
+            };
+            self.changes.clear();
+            self.changes
+                .extend(slot.emitted.drain(..).map(|(c, d)| (c, -d)));
+            self.changes.extend(self.buffer.iter().cloned());
+            slot.emitted.append(&mut self.buffer);
+            consolidate(&mut self.changes);
+            for (c, d) in self.changes.drain(..) {
+                emit(*index, c, d);
+            }
         }
     }
 }
