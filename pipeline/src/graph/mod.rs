@@ -10,7 +10,9 @@
 mod distinct;
 pub mod engine;
 pub mod feeder;
+mod memory;
 pub mod operator;
+mod packed;
 mod project;
 mod replay;
 pub mod row;

@@ -26,22 +26,17 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::progress::Antichain;
 
+use super::memory::{self, SlotMemory};
 use super::operator::{Contribution, InsightOperator, Memo, PersonView};
+use super::packed::Packer;
 use super::row::{EventRow, PropValue, Sym};
 use super::runtime::{
     InsightSlot, PersonArranged, PersonItem, PersonKey, PersonTrace, SlotCell, SlotUpdates, Time,
 };
 
-/// What the operator remembers about one person, per replayed insight (in `which` order).
-type Remembered = Box<[SlotMemory]>;
-
-/// One insight's last pass over one person.
-#[derive(Default)]
-struct SlotMemory {
-    memo: Option<Memo>,
-    /// The contributions last emitted.
-    emitted: Vec<(Contribution, isize)>,
-}
+/// What the operator remembers about one person, per replayed insight (in `which` order),
+/// packed by [`memory::pack`].
+type Remembered = Box<[u8]>;
 
 /// Which of the replayed insights (bit k for `which[k]`) a person's changes affect.
 type Affected = u64;
@@ -56,6 +51,11 @@ struct SlotRunner {
     buffer: Vec<(Contribution, isize)>,
     /// The changes to emit for one slot.
     changes: Vec<(Contribution, isize)>,
+    /// The person being replayed, unpacked.
+    memory: Vec<SlotMemory>,
+    /// The memos of the person whose changes are being read.
+    memos: Vec<Option<Memo>>,
+    packer: Packer,
 }
 
 /// A cursor over every batch of the by-person arrangement, and the batches it reads.
@@ -81,6 +81,9 @@ pub(super) fn replay_pass<'s>(
                     which,
                     buffer: Vec::new(),
                     changes: Vec::new(),
+                    memory: Vec::new(),
+                    memos: Vec::new(),
+                    packer: Packer::default(),
                 };
                 move |input, output| {
                     let mut seen_upper: Option<Antichain<Time>> = None;
@@ -99,12 +102,15 @@ pub(super) fn replay_pass<'s>(
                             let mut cursor = batch.cursor();
                             while let Some(person) = cursor.get_key(batch) {
                                 keys += 1;
+                                let known = persons.get(person).map(|bytes| {
+                                    memory::unpack_memos(bytes, &mut runner.memos);
+                                    &runner.memos[..]
+                                });
                                 let mut affected: Affected = 0;
                                 while let Some(item) = cursor.get_val(batch) {
                                     let mut diff = 0;
                                     cursor.map_times(batch, |_, d| diff += *d);
                                     if diff != 0 {
-                                        let known = persons.get(person);
                                         affected |= affects(
                                             &runner.slots,
                                             &runner.which,
@@ -143,17 +149,21 @@ pub(super) fn replay_pass<'s>(
                                     events: &rows,
                                     props,
                                 };
-                                let mut memory = persons.remove(person).unwrap_or_else(|| {
-                                    runner.which.iter().map(|_| SlotMemory::default()).collect()
-                                });
                                 let mut emit = |index: u32, c: Contribution, d: isize| {
                                     session.give(((index, SlotCell::Replayed(c)), stamp, d));
                                 };
-                                runner.run(*affected, person, &view, &mut memory, &mut emit);
+                                let remembered = persons.remove(person);
+                                let packed = runner.run(
+                                    *affected,
+                                    person,
+                                    &view,
+                                    remembered.as_deref(),
+                                    &mut emit,
+                                );
                                 // A person with nothing left is forgotten, as a key with no
                                 // input has no state in a `reduce`.
-                                if !view.is_gone() {
-                                    persons.insert(*person, memory);
+                                if let Some(packed) = packed {
+                                    persons.insert(*person, packed);
                                 }
                                 replayed_rows += rows.len();
                             }
@@ -214,15 +224,25 @@ fn read_history<'a>(
 
 impl SlotRunner {
     /// Runs the `affected` slots over one person's history and emits, per slot, the difference
-    /// from what it emitted last.
+    /// from what it emitted last (`remembered`, packed). Returns what to remember next, or
+    /// `None` for a person with nothing left.
     fn run(
         &mut self,
         affected: Affected,
         person: &PersonKey,
         view: &PersonView<'_>,
-        memory: &mut [SlotMemory],
+        remembered: Option<&[u8]>,
         emit: &mut impl FnMut(u32, Contribution, isize),
-    ) {
+    ) -> Option<Remembered> {
+        match remembered {
+            Some(bytes) => memory::unpack(bytes, &mut self.memory),
+            None => {
+                self.memory.resize_with(self.which.len(), SlotMemory::default);
+                for slot in &mut self.memory {
+                    *slot = SlotMemory::default();
+                }
+            }
+        }
         // A person with nothing left has no contributions, as a key with no input has no
         // output in a `reduce`.
         let gone = view.is_gone();
@@ -231,7 +251,7 @@ impl SlotRunner {
                 continue;
             }
             let op = &self.slots[*index as usize].op;
-            let slot = &mut memory[k];
+            let slot = &mut self.memory[k];
             self.buffer.clear();
             slot.memo = if op.project() == person.0 && !gone {
                 op.person_pass_memo(view, &mut self.buffer)
@@ -248,6 +268,7 @@ impl SlotRunner {
                 emit(*index, c, d);
             }
         }
+        (!gone).then(|| memory::pack(&self.memory, &mut self.packer))
     }
 }
 
@@ -259,7 +280,7 @@ fn affects(
     person: &PersonKey,
     item: &PersonItem,
     diff: isize,
-    known: Option<&Remembered>,
+    known: Option<&[Option<Memo>]>,
 ) -> Affected {
     let mut affected = 0;
     for (k, index) in which.iter().enumerate() {
@@ -268,9 +289,9 @@ fn affects(
             continue;
         }
         let unaffected = match (known, item) {
-            (Some(memory), PersonItem::Event(row)) if diff > 0 => memory[k]
-                .memo
-                .as_ref()
+            (Some(memos), PersonItem::Event(row)) if diff > 0 => memos
+                .get(k)
+                .and_then(Option::as_ref)
                 .is_some_and(|memo| op.unaffected(memo, row)),
             _ => false,
         };

@@ -515,8 +515,7 @@ impl SlotCell {
 
 /// The event-local insights in `which`: each event is mapped once as it arrives, and
 /// contributions that count persons go through a `distinct` on (person, contribution). An
-/// [`Combine::Actor`] contribution carries its person from the start, so the `distinct` sees
-/// it too.
+/// [`Combine::Actor`] contribution leaves the `distinct` with its person's id appended.
 fn event_pass<'s>(
     by_person: PersonArranged<'s>,
     slots: Arc<[InsightSlot]>,
@@ -533,9 +532,9 @@ fn event_pass<'s>(
                 }
                 op.event_pass(row, &mut buffer);
                 emitted.extend(buffer.drain(..).map(|(c, how)| match how {
-                    Combine::Sum => (*index, None, c),
-                    Combine::Distinct => (*index, Some(*person), c),
-                    Combine::Actor => (*index, Some(*person), c.appended(person.1 as i64)),
+                    Combine::Sum => (*index, None, (c, false)),
+                    Combine::Distinct => (*index, Some(*person), (c, false)),
+                    Combine::Actor => (*index, Some(*person), (c, true)),
                 }));
             }
         }
@@ -544,10 +543,13 @@ fn event_pass<'s>(
     let summed = mapped
         .clone()
         .filter(|(_, counted_for, _)| counted_for.is_none())
-        .map(|(index, _, c)| (index, SlotCell::Local(c)));
-    let persons = super::distinct::distinct_by_hash(
-        mapped.flat_map(|(index, counted_for, c)| counted_for.map(|person| (index, person, c))),
+        .map(|(index, _, (c, _))| (index, SlotCell::Local(c)));
+    // An actor's id is appended by the distinct, which keeps its counts per person anyway.
+    let persons = super::distinct::distinct_cells(
+        mapped.flat_map(|(index, counted_for, value)| {
+            counted_for.map(|person| ((index, person), value))
+        }),
     )
-    .map(|(index, _, c)| (index, SlotCell::Local(c)));
+    .map(|(index, c)| (index, SlotCell::Local(c)));
     summed.concat(persons)
 }
