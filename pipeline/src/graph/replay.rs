@@ -212,9 +212,9 @@ fn read_history<'a>(
             }
         });
         if diff > 0 {
-            match item {
-                PersonItem::Props(p) => props = p,
-                PersonItem::Event(row) => rows.push(row),
+            match item.as_event() {
+                Some(row) => rows.push(row),
+                None => props = item.as_props().map_or(props, |p| &p[..]),
             }
         }
         history.step_val(storage);
@@ -288,8 +288,8 @@ fn affects(
         if op.project() != person.0 {
             continue;
         }
-        let unaffected = match (known, item) {
-            (Some(memos), PersonItem::Event(row)) if diff > 0 => memos
+        let unaffected = match (known, item.as_event()) {
+            (Some(memos), Some(row)) if diff > 0 => memos
                 .get(k)
                 .and_then(Option::as_ref)
                 .is_some_and(|memo| op.unaffected(memo, row)),

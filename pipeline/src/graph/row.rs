@@ -61,7 +61,40 @@ pub fn format_number(value: f64) -> String {
 /// Projected properties, sorted by key. Shared: the feeder interns each distinct set, so the
 /// two arrangements that hold a row, and every row with the same values, point at one
 /// allocation instead of each owning a copy (that copy was most of the state per event).
-pub type Props = Arc<[(Sym, PropValue)]>;
+///
+/// A thin pointer (to a boxed slice) rather than `Arc<[_]>`: the eight bytes of a slice's
+/// length, in every row of both arrangements, cost more than the second allocation per
+/// distinct set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Props(Arc<Box<[(Sym, PropValue)]>>);
+
+impl std::ops::Deref for Props {
+    type Target = [(Sym, PropValue)];
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// Lets the feeder's table of shared sets be searched with a plain slice. `Hash` and `Eq`
+/// agree, as `Borrow` requires: both are the slice's.
+impl std::borrow::Borrow<[(Sym, PropValue)]> for Props {
+    fn borrow(&self) -> &[(Sym, PropValue)] {
+        &self.0
+    }
+}
+
+impl From<Vec<(Sym, PropValue)>> for Props {
+    fn from(props: Vec<(Sym, PropValue)>) -> Self {
+        Props(Arc::new(props.into_boxed_slice()))
+    }
+}
+
+impl FromIterator<(Sym, PropValue)> for Props {
+    fn from_iter<I: IntoIterator<Item = (Sym, PropValue)>>(iter: I) -> Self {
+        iter.into_iter().collect::<Vec<_>>().into()
+    }
+}
 
 /// One event as the dataflow keeps it. The derived order is (timestamp, offset), which is the
 /// order in which insights replay a person's history; the offset makes it total.

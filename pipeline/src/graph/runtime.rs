@@ -37,7 +37,7 @@ use timely::progress::frontier::AntichainRef;
 use crate::event::ProjectId;
 
 use super::operator::{Cell, Combine, Contribution, InsightOperator};
-use super::row::{EventRow, Props};
+use super::row::{EventRow, Props, Sym};
 
 /// Logical time of the dataflow: the round number.
 pub type Time = u64;
@@ -48,14 +48,48 @@ pub type PersonKey = (ProjectId, u64);
 /// Projected person properties, sorted by key.
 pub type PersonProps = Props;
 
-/// What the by-person arrangement holds for a person. `Props` sorts first, so a person's
-/// properties come before their events in a replay's input.
+/// What the by-person arrangement holds for a person: their events, and their projected
+/// properties as a row at the start of time, so that they come before the events in a
+/// replay's input.
+///
+/// A struct rather than an enum of the two: the tag would add eight bytes to every event in
+/// the arrangement. No event can sit at the properties' timestamp: event times are
+/// microseconds divided by a thousand.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum PersonItem {
-    /// The person's projected properties.
-    Props(PersonProps),
+pub struct PersonItem(EventRow);
+
+impl PersonItem {
+    /// The event name that marks the properties row, with its timestamp.
+    const PROPS: (i64, Sym) = (i64::MIN, Sym::MAX);
+
     /// One of the person's events.
-    Event(EventRow),
+    pub fn event(row: EventRow) -> Self {
+        PersonItem(row)
+    }
+
+    /// The person's projected properties.
+    pub fn props(props: PersonProps) -> Self {
+        PersonItem(EventRow {
+            ts_ms: Self::PROPS.0,
+            offset: 0,
+            event: Self::PROPS.1,
+            props,
+        })
+    }
+
+    /// The event, unless this is the properties row.
+    pub fn as_event(&self) -> Option<&EventRow> {
+        (!self.is_props()).then_some(&self.0)
+    }
+
+    /// The properties, if this is the properties row.
+    pub fn as_props(&self) -> Option<&PersonProps> {
+        self.is_props().then_some(&self.0.props)
+    }
+
+    fn is_props(&self) -> bool {
+        (self.0.ts_ms, self.0.event) == Self::PROPS
+    }
 }
 
 /// Where a distinct id points: its person, and the first log offset whose events count (events
@@ -301,10 +335,10 @@ fn run_worker(
             .join_core(
                 mappings.arrange_by_key(),
                 |_did, row: &EventRow, m: &Mapping| {
-                    (row.offset >= m.min_offset).then(|| (m.person, PersonItem::Event(row.clone())))
+                    (row.offset >= m.min_offset).then(|| (m.person, PersonItem::event(row.clone())))
                 },
             )
-            .concat(props.map(|(person, p)| (person, PersonItem::Props(p))))
+            .concat(props.map(|(person, p)| (person, PersonItem::props(p))))
             .arrange_by_key();
         by_person.stream.clone().probe_with(&base_probe);
         let inputs = Inputs {
@@ -524,7 +558,7 @@ fn event_pass<'s>(
     let mut buffer: Vec<(Cell, Combine)> = Vec::new();
     let mapped = by_person.flat_map_ref(move |person: &PersonKey, item: &PersonItem| {
         let mut emitted = Vec::new();
-        if let PersonItem::Event(row) = item {
+        if let Some(row) = item.as_event() {
             for index in &which {
                 let op = &slots[*index as usize].op;
                 if op.project() != person.0 {
