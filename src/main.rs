@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod commands;
 mod flags_http;
+mod heap;
 mod hog;
 mod insights;
 mod serve;
@@ -15,8 +16,9 @@ use tracing_subscriber::EnvFilter;
 
 // The dataflow allocates and frees many small vectors per replayed person; under glibc's
 // allocator that was about 40% of the timely worker's time at 10M events (perf, session 6).
+// Counted, for `/_status` (see `heap`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: heap::CountingAllocator = heap::CountingAllocator;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();

@@ -199,6 +199,7 @@ fn status_handler(
             "indexer_lag_bytes": lag(indexed),
             "insights_fed_offset": fed,
             "insights_lag_bytes": lag(fed),
+            "heap_bytes": crate::heap::live_bytes(),
         })))
     }
 }

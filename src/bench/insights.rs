@@ -210,12 +210,20 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
         args.events as f64 / total_load
     );
     let rss_after_load = current_rss_kb(pid).unwrap_or(0);
+    let heap_after_load = heap_bytes(&client, &base).await?;
+    let mib = |bytes: f64| bytes / f64::from(1 << 20);
+    let heap_line = format!(
+        "server heap: {:.0} MiB live after the load ({:.0} bytes/event); subtract a run with `--workers 0 --insights 0` for the dataflow's state",
+        mib(heap_after_load as f64),
+        heap_after_load as f64 / args.events as f64,
+    );
     if ids.is_empty() {
         println!(
             "  server RSS without insights: {:.0} MiB after the load ({:.0} bytes/event)",
             rss_after_load as f64 / 1024.0,
             rss_after_load as f64 * 1024.0 / args.events as f64,
         );
+        println!("  {heap_line}");
         return Ok(());
     }
 
@@ -354,7 +362,21 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
     if let Some(stats) = status.get("insights") {
         println!("  dataflow: {stats}");
     }
+    println!("  {heap_line}");
     Ok(())
+}
+
+/// The server's live heap bytes (`/_status`).
+async fn heap_bytes(client: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
+    let status: Value = client
+        .get(format!("{base}/_status"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    status["heap_bytes"]
+        .as_u64()
+        .context("/_status has no heap_bytes")
 }
 
 fn check(r: Option<reqwest::Result<reqwest::Response>>) -> anyhow::Result<()> {
