@@ -64,7 +64,10 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as above.
-        counted(unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }, layout.size())
+        counted(
+            unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) },
+            layout.size(),
+        )
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {

@@ -237,10 +237,9 @@ impl SlotRunner {
         match remembered {
             Some(bytes) => memory::unpack(bytes, &mut self.memory),
             None => {
-                self.memory.resize_with(self.which.len(), SlotMemory::default);
-                for slot in &mut self.memory {
-                    *slot = SlotMemory::default();
-                }
+                self.memory.clear();
+                self.memory
+                    .resize_with(self.which.len(), SlotMemory::default);
             }
         }
         // A person with nothing left has no contributions, as a key with no input has no

@@ -579,11 +579,10 @@ fn event_pass<'s>(
         .filter(|(_, counted_for, _)| counted_for.is_none())
         .map(|(index, _, (c, _))| (index, SlotCell::Local(c)));
     // An actor's id is appended by the distinct, which keeps its counts per person anyway.
-    let persons = super::distinct::distinct_cells(
-        mapped.flat_map(|(index, counted_for, value)| {
+    let persons =
+        super::distinct::distinct_cells(mapped.flat_map(|(index, counted_for, value)| {
             counted_for.map(|person| ((index, person), value))
-        }),
-    )
-    .map(|(index, c)| (index, SlotCell::Local(c)));
+        }))
+        .map(|(index, c)| (index, SlotCell::Local(c)));
     summed.concat(persons)
 }
