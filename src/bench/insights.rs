@@ -366,17 +366,9 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
     Ok(())
 }
 
-/// The server's live heap bytes (`/_status`).
+/// The server's live heap bytes.
 async fn heap_bytes(client: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
-    let status: Value = client
-        .get(format!("{base}/_status"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    status["heap_bytes"]
-        .as_u64()
-        .context("/_status has no heap_bytes")
+    status_field(client, base, "heap_bytes").await
 }
 
 fn check(r: Option<reqwest::Result<reqwest::Response>>) -> anyhow::Result<()> {
@@ -407,15 +399,20 @@ fn dump_row(f: &mut impl std::io::Write, e: &Value) -> anyhow::Result<()> {
 }
 
 async fn log_end(client: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
+    status_field(client, base, "log_end_offset").await
+}
+
+/// One number from `/_status`.
+async fn status_field(client: &reqwest::Client, base: &str, field: &str) -> anyhow::Result<u64> {
     let status: Value = client
         .get(format!("{base}/_status"))
         .send()
         .await?
         .json()
         .await?;
-    status["log_end_offset"]
+    status[field]
         .as_u64()
-        .context("/_status has no log_end_offset")
+        .with_context(|| format!("/_status has no {field}"))
 }
 
 /// Seconds (since the load started) until every insight reflects the log up to `end`.
