@@ -30,12 +30,13 @@ thread_local! {
 fn count(bytes: i64) {
     // A thread being torn down has no thread-locals left; it shares stripe 0.
     let stripe = STRIPE
-        .try_with(|s| {
-            *s.get().get_or_insert_with(|| {
-                let next = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
-                s.set(Some(next));
-                next
-            })
+        .try_with(|s| match s.get() {
+            Some(stripe) => stripe,
+            None => {
+                let stripe = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+                s.set(Some(stripe));
+                stripe
+            }
         })
         .unwrap_or(0);
     LIVE[stripe].0.fetch_add(bytes, Ordering::Relaxed);

@@ -17,15 +17,18 @@ pub(super) struct Packer {
 impl Packer {
     /// Appends a signed integer (zigzag, so small negatives stay small).
     pub fn int(&mut self, value: i64) {
-        let mut scratch = [0u8; 10];
-        let n = value.encode_var(&mut scratch);
-        self.bytes.extend_from_slice(&scratch[..n]);
+        self.push(value);
     }
 
     /// Appends a count or length.
     pub fn len(&mut self, value: usize) {
+        self.push(value as u64);
+    }
+
+    fn push<T: VarInt>(&mut self, value: T) {
+        // Ten bytes hold any 64-bit varint.
         let mut scratch = [0u8; 10];
-        let n = (value as u64).encode_var(&mut scratch);
+        let n = value.encode_var(&mut scratch);
         self.bytes.extend_from_slice(&scratch[..n]);
     }
 
