@@ -211,11 +211,14 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
     );
     let rss_after_load = current_rss_kb(pid).unwrap_or(0);
     let heap_after_load = heap_bytes(&client, &base).await?;
+    let indexed = wait_indexed(&client, &base).await?;
+    let settled = settled_heap(&client, &base).await?;
     let mib = |bytes: f64| bytes / f64::from(1 << 20);
     let heap_line = format!(
-        "server heap: {:.0} MiB live after the load ({:.0} bytes/event); subtract a run with `--workers 0 --insights 0` for the dataflow's state",
+        "server heap: {:.0} MiB live after the load; {:.0} MiB ({:.0} bytes/event) settled, once the events index caught up ({indexed:.1} s later) and merges were done; subtract a run with `--workers 0 --insights 0` for the dataflow's state",
         mib(heap_after_load as f64),
-        heap_after_load as f64 / args.events as f64,
+        mib(settled as f64),
+        settled as f64 / args.events as f64,
     );
     if ids.is_empty() {
         println!(
@@ -369,6 +372,30 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
 /// The server's live heap bytes.
 async fn heap_bytes(client: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
     status_field(client, base, "heap_bytes").await
+}
+
+/// Seconds until the events index has caught up with the log. Its cache grows as it indexes,
+/// so the heap is comparable between runs only once it has.
+async fn wait_indexed(client: &reqwest::Client, base: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    while status_field(client, base, "indexer_lag_bytes").await? > 0 {
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("the events index did not catch up within 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// The live heap once nothing is being computed: the least of readings over three seconds.
+/// A reading taken during a merge also counts the merge's half-built batch, which is not state.
+async fn settled_heap(client: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
+    let mut least = u64::MAX;
+    for _ in 0..15 {
+        least = least.min(heap_bytes(client, base).await?);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(least)
 }
 
 fn check(r: Option<reqwest::Result<reqwest::Response>>) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use quill_pipeline::graph::packed::{Packer, Unpacker};
 use quill_pipeline::graph::Aggregator;
 use serde_json::{json, Map, Value};
 
@@ -23,10 +24,17 @@ pub struct TrendsAggregator {
     config: Arc<TrendsConfig>,
     /// `(series, bucket_s, breakdown)` → value → multiplicity.
     cells: HashMap<(i64, i64, i64), BTreeMap<i64, i64>>,
-    /// Weekly/monthly active on trailing windows: `(series, breakdown, person)` → the buckets
-    /// (seconds) the person was active in → multiplicity.
-    active: HashMap<(i64, i64, i64), BTreeMap<i64, i64>>,
+    /// Weekly/monthly active on trailing windows: `(series, breakdown)` → person → the buckets
+    /// (seconds) the person was active in, with multiplicities, packed ([`pack_points`]): there
+    /// is one entry per active person, so a map of maps here cost more than their events.
+    active: HashMap<(i64, i64), HashMap<i64, PackedPoints>>,
+    /// Reused while one person's buckets are unpacked.
+    points: Vec<(i64, i64)>,
+    packer: Packer,
 }
+
+/// A person's active buckets as [`pack_points`] writes them.
+type PackedPoints = Box<[u8]>;
 
 /// One rendered line: a series (or formula) for one breakdown value.
 struct Line {
@@ -43,6 +51,8 @@ impl TrendsAggregator {
             config,
             cells: HashMap::new(),
             active: HashMap::new(),
+            points: Vec::new(),
+            packer: Packer::default(),
         }
     }
 
@@ -70,40 +80,59 @@ impl TrendsAggregator {
         person: i64,
         diff: i64,
     ) {
-        let points = self.active.entry((series, breakdown, person)).or_default();
-        let count = points.entry(point_s).or_insert(0);
-        let was = *count > 0;
-        *count += diff;
-        let is = *count > 0;
-        if *count == 0 {
-            points.remove(&point_s);
+        let mut points = std::mem::take(&mut self.points);
+        points.clear();
+        let persons = self.active.entry((series, breakdown)).or_default();
+        if let Some(packed) = persons.get(&person) {
+            unpack_points(packed, &mut points);
         }
-        if was == is {
-            if points.is_empty() {
-                self.active.remove(&(series, breakdown, person));
+        let (was, is) = match points.binary_search_by_key(&point_s, |(p, _)| *p) {
+            Ok(i) => {
+                let old = points[i].1;
+                points[i].1 += diff;
+                let new = points[i].1;
+                if new == 0 {
+                    points.remove(i);
+                }
+                (old > 0, new > 0)
             }
-            return;
-        }
-        let range = &self.config.range;
-        let interval = range.interval;
-        let mut changed = Vec::new();
-        for bucket in super::window_buckets(point_s * 1000, days, range) {
-            // The window of `bucket` holds the active buckets from `first` through `bucket`.
-            let first = (interval.add(bucket, 1) - days * super::DAY_MS) / 1000;
-            let covered = points
-                .range(first..=bucket / 1000)
-                .any(|(p, c)| *p != point_s && *c > 0);
-            if !covered {
-                changed.push(bucket / 1000);
+            Err(i) => {
+                if diff != 0 {
+                    points.insert(i, (point_s, diff));
+                }
+                (false, diff > 0)
             }
-        }
+        };
         if points.is_empty() {
-            self.active.remove(&(series, breakdown, person));
+            persons.remove(&person);
+            if persons.is_empty() {
+                self.active.remove(&(series, breakdown));
+            }
+        } else {
+            persons.insert(person, pack_points(&points, &mut self.packer));
         }
-        let sign = if is { 1 } else { -1 };
-        for bucket in changed {
-            self.add((series, bucket, breakdown), 0, sign);
+        if was != is {
+            let range = &self.config.range;
+            let interval = range.interval;
+            let mut changed = Vec::new();
+            for bucket in super::window_buckets(point_s * 1000, days, range) {
+                // The window of `bucket` holds the active buckets from `first` through `bucket`.
+                let first = (interval.add(bucket, 1) - days * super::DAY_MS) / 1000;
+                let from = points.partition_point(|(p, _)| *p < first);
+                let covered = points[from..]
+                    .iter()
+                    .take_while(|(p, _)| *p <= bucket / 1000)
+                    .any(|(p, c)| *p != point_s && *c > 0);
+                if !covered {
+                    changed.push(bucket / 1000);
+                }
+            }
+            let sign = if is { 1 } else { -1 };
+            for bucket in changed {
+                self.add((series, bucket, breakdown), 0, sign);
+            }
         }
+        self.points = points;
     }
 
     /// The bounds with `all` resolved to the earliest bucket holding data.
@@ -328,11 +357,52 @@ impl Aggregator for TrendsAggregator {
     }
 }
 
+/// A person's active buckets, sorted, as each bucket's distance from the one before (a day is
+/// three bytes) and its multiplicity (one byte).
+fn pack_points(points: &[(i64, i64)], packer: &mut Packer) -> Box<[u8]> {
+    let mut previous = 0i64;
+    for (point, count) in points {
+        packer.int(point.wrapping_sub(previous));
+        packer.int(*count);
+        previous = *point;
+    }
+    packer.finish()
+}
+
+fn unpack_points(packed: &[u8], points: &mut Vec<(i64, i64)>) {
+    let mut reader = Unpacker::new(packed);
+    let mut previous = 0i64;
+    while !reader.is_done() {
+        previous = previous.wrapping_add(reader.int());
+        points.push((previous, reader.int()));
+    }
+}
+
 /// A number as PostHog shows it: integral values as integers, others as floats.
 pub fn number(value: f64) -> Value {
     if value.fract() == 0.0 && value.abs() < 1e15 {
         json!(value as i64)
     } else {
         json!(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn active_buckets_unpack_as_packed(
+            raw in proptest::collection::btree_map(any::<i64>(), any::<i64>(), 0..40)
+        ) {
+            let points: Vec<(i64, i64)> = raw.into_iter().collect();
+            let packed = pack_points(&points, &mut Packer::default());
+            let mut out = Vec::new();
+            unpack_points(&packed, &mut out);
+            prop_assert_eq!(out, points);
+        }
     }
 }

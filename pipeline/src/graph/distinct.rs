@@ -134,7 +134,7 @@ fn apply(cells: &mut Cells, value: (Cell, bool), r: isize) -> (isize, isize) {
 fn pack(cells: &Cells, packer: &mut Packer) -> Box<[u8]> {
     for ((cell, actor), count) in cells {
         let values = cell.as_slice();
-        packer.len(values.len() * 2 + usize::from(*actor));
+        packer.count(values.len() * 2 + usize::from(*actor));
         values.iter().for_each(|v| packer.int(*v));
         packer.int(*count as i64);
     }
@@ -145,7 +145,7 @@ fn unpack(bytes: &[u8], cells: &mut Cells) {
     let mut reader = Unpacker::new(bytes);
     let mut values = [0i64; Cell::MAX];
     while !reader.is_done() {
-        let header = reader.len();
+        let header = reader.count();
         let len = (header / 2).min(Cell::MAX);
         for v in &mut values[..len] {
             *v = reader.int();

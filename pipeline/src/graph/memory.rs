@@ -18,18 +18,18 @@ pub(super) struct SlotMemory {
 
 /// Packs one person's slots.
 pub(super) fn pack(slots: &[SlotMemory], packer: &mut Packer) -> Box<[u8]> {
-    packer.len(slots.len());
+    packer.count(slots.len());
     for slot in slots {
         match &slot.memo {
             Some(memo) => {
-                packer.len(1);
+                packer.count(1);
                 memo.iter().for_each(|v| packer.int(*v));
             }
-            None => packer.len(0),
+            None => packer.count(0),
         }
-        packer.len(slot.emitted.len());
+        packer.count(slot.emitted.len());
         for (contribution, diff) in &slot.emitted {
-            packer.len(contribution.len());
+            packer.count(contribution.len());
             contribution.iter().for_each(|v| packer.int(*v));
             packer.int(*diff as i64);
         }
@@ -40,13 +40,13 @@ pub(super) fn pack(slots: &[SlotMemory], packer: &mut Packer) -> Box<[u8]> {
 /// Unpacks a person's slots into `slots`, reusing its vectors.
 pub(super) fn unpack(bytes: &[u8], slots: &mut Vec<SlotMemory>) {
     let mut reader = Unpacker::new(bytes);
-    let n = reader.len();
+    let n = reader.count();
     slots.resize_with(n, SlotMemory::default);
     for slot in slots.iter_mut() {
         slot.memo = read_memo(&mut reader);
         slot.emitted.clear();
-        for _ in 0..reader.len() {
-            let len = reader.len();
+        for _ in 0..reader.count() {
+            let len = reader.count();
             let contribution: Contribution = (0..len).map(|_| reader.int()).collect();
             slot.emitted.push((contribution, reader.int() as isize));
         }
@@ -57,10 +57,10 @@ pub(super) fn unpack(bytes: &[u8], slots: &mut Vec<SlotMemory>) {
 pub(super) fn unpack_memos(bytes: &[u8], memos: &mut Vec<Option<Memo>>) {
     memos.clear();
     let mut reader = Unpacker::new(bytes);
-    for _ in 0..reader.len() {
+    for _ in 0..reader.count() {
         memos.push(read_memo(&mut reader));
-        for _ in 0..reader.len() {
-            let len = reader.len();
+        for _ in 0..reader.count() {
+            let len = reader.count();
             // The contribution's integers, then its diff.
             (0..=len).for_each(|_| {
                 reader.int();
@@ -70,7 +70,7 @@ pub(super) fn unpack_memos(bytes: &[u8], memos: &mut Vec<Option<Memo>>) {
 }
 
 fn read_memo(reader: &mut Unpacker<'_>) -> Option<Memo> {
-    (reader.len() == 1).then(|| std::array::from_fn(|_| reader.int()))
+    (reader.count() == 1).then(|| std::array::from_fn(|_| reader.int()))
 }
 
 #[cfg(test)]

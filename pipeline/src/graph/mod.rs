@@ -5,6 +5,7 @@
 //! - [`runtime`]: the dataflow itself (inputs, the shared by-person arrangement, insight sets);
 //! - [`replay`]: the per-person pass of the insights that need whole histories;
 //! - [`distinct`]: the person counts of the event-local insights;
+//! - [`packed`]: per-person state packed as varints;
 //! - [`engine`]: the live insight set, its collector and the published results.
 
 mod distinct;
@@ -12,7 +13,7 @@ pub mod engine;
 pub mod feeder;
 mod memory;
 pub mod operator;
-mod packed;
+pub mod packed;
 mod project;
 mod replay;
 pub mod row;

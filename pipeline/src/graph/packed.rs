@@ -4,13 +4,14 @@
 //! each person count of the event-local insights) is a handful of small integers, read and
 //! rewritten only when the person is touched. Kept as vectors of `i64` with their headers and
 //! allocations, it cost kilobytes per person, more than the person's events. Packed, most of
-//! those integers take one or two bytes.
+//! those integers take one or two bytes. Aggregators that keep per-person state (weekly and
+//! monthly active users) pack it the same way.
 
 use integer_encoding::VarInt;
 
 /// A growing packed buffer.
 #[derive(Debug, Default)]
-pub(super) struct Packer {
+pub struct Packer {
     bytes: Vec<u8>,
 }
 
@@ -21,7 +22,7 @@ impl Packer {
     }
 
     /// Appends a count or length.
-    pub fn len(&mut self, value: usize) {
+    pub fn count(&mut self, value: usize) {
         self.push(value as u64);
     }
 
@@ -45,7 +46,7 @@ impl Packer {
 /// The bytes never leave the process, so malformed input means a bug: reads past the end
 /// return zero rather than fail, and debug builds assert.
 #[derive(Debug, Clone)]
-pub(super) struct Unpacker<'a> {
+pub struct Unpacker<'a> {
     bytes: &'a [u8],
 }
 
@@ -61,7 +62,7 @@ impl<'a> Unpacker<'a> {
     }
 
     /// The next count or length.
-    pub fn len(&mut self) -> usize {
+    pub fn count(&mut self) -> usize {
         self.next::<u64>() as usize
     }
 
@@ -97,14 +98,14 @@ mod tests {
             let mut packer = Packer::default();
             for (int, len) in &values {
                 packer.int(*int);
-                packer.len(*len);
+                packer.count(*len);
             }
             let packed = packer.finish();
             prop_assert!(packer.finish().is_empty());
             let mut reader = Unpacker::new(&packed);
             for (int, len) in &values {
                 prop_assert_eq!(reader.int(), *int);
-                prop_assert_eq!(reader.len(), *len);
+                prop_assert_eq!(reader.count(), *len);
             }
             prop_assert!(reader.is_done());
         }
@@ -116,7 +117,7 @@ mod tests {
         for v in [-64, -1, 0, 1, 63] {
             packer.int(v);
         }
-        packer.len(127);
+        packer.count(127);
         assert_eq!(packer.finish().len(), 6);
     }
 }

@@ -218,7 +218,9 @@ impl Runtime {
         let receivers = Arc::new(Mutex::new(receivers));
         let complete_below = Arc::new(AtomicU64::new(0));
         let complete = complete_below.clone();
-        let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let mut config = timely::Config::process(workers);
+        finish_merges_when_idle(&mut config.worker);
+        let guards = timely::execute(config, move |worker| {
             let rx = receivers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -303,6 +305,27 @@ impl Drop for Runtime {
             drop(guards.join());
         }
     }
+}
+
+/// Merge work applied per scheduling of an arrangement that is in the middle of a merge.
+const IDLE_MERGE_EFFORT: usize = 20_000;
+
+/// Lets arrangements finish the merges they have begun without waiting for more input.
+///
+/// A spine merges its batches a little per batch inserted, so when the input pauses a merge
+/// stays half done, holding its two inputs and the part of the output built so far: about half
+/// as much again as the state itself, until the next rounds arrive and pay for the rest (inside
+/// their freshness). Finishing begun merges in idle moments is the same work done earlier.
+/// Batches not being merged are left alone: merging them all into one would make every later
+/// round pay to merge with the whole history.
+fn finish_merges_when_idle(config: &mut timely::WorkerConfig) {
+    let logic: differential_dataflow::trace::ExertionLogic = Arc::new(|layers| {
+        layers
+            .iter()
+            .any(|(_, count, _)| *count > 1)
+            .then_some(IDLE_MERGE_EFFORT)
+    });
+    config.set("differential/default_exert_logic".to_string(), logic);
 }
 
 pub(super) type PersonTrace = TraceAgent<ValSpine<PersonKey, PersonItem, Time, isize>>;
