@@ -427,8 +427,12 @@ fn run_worker(
             if worker.index() == 0 {
                 complete_below.store(frontier, Ordering::Release);
             }
-            trace.set_logical_compaction(AntichainRef::new(&[frontier]));
-            trace.set_physical_compaction(AntichainRef::new(&[frontier]));
+            // Not past the last round fed, though: a merge would move history to a round that
+            // has not happened, and a set installed then would see it only after that round
+            // (an ad hoc query would answer without it).
+            let compact_to = frontier.min(now);
+            trace.set_logical_compaction(AntichainRef::new(&[compact_to]));
+            trace.set_physical_compaction(AntichainRef::new(&[compact_to]));
             offsets = offsets.split_off(&frontier.saturating_sub(1));
         }
     }
