@@ -138,6 +138,7 @@ pub fn rank<K: Ord + Clone>(totals: &[(K, f64)], limit: usize) -> (Vec<K>, Vec<K
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quill_pipeline::graph::Props;
     use serde_json::json;
 
     #[test]
@@ -154,8 +155,7 @@ mod tests {
         let row = |v: Value| EventRow {
             ts_ms: 0,
             offset: 0,
-            event: 0,
-            props: interner.value(&v).map(|pv| (n, pv)).into_iter().collect(),
+            props: Props::new(0, interner.value(&v).map(|pv| (n, pv))),
         };
         assert_eq!(b.text(b.value(&row(json!(5)), &[])), "5");
         assert_eq!(b.text(b.value(&row(json!("")), &[])), BREAKDOWN_NULL);

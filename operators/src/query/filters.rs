@@ -402,6 +402,7 @@ fn leaf_matches(leaf: &Leaf, value: Option<PropValue>, interner: &Interner) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quill_pipeline::graph::Props;
     use serde_json::json;
 
     fn row(interner: &Interner, props: &[(&str, Value)]) -> EventRow {
@@ -413,8 +414,7 @@ mod tests {
         EventRow {
             ts_ms: 0,
             offset: 0,
-            event: interner.intern("e"),
-            props: props.into(),
+            props: Props::new(interner.intern("e"), props),
         }
     }
 

@@ -95,7 +95,7 @@ impl EventsNode {
 
     /// Whether the event matches the node's event name only (no property filters).
     pub fn matches_event(&self, row: &EventRow) -> bool {
-        self.event_sym.is_none_or(|e| e == row.event)
+        self.event_sym.is_none_or(|e| e == row.event())
     }
 
     /// Whether the event matches the node: event name and filters.
@@ -158,6 +158,7 @@ pub fn parse_series(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quill_pipeline::graph::Props;
     use serde_json::json;
 
     #[test]
@@ -170,15 +171,15 @@ mod tests {
         )
         .unwrap();
         let plan = interner.intern("plan");
+        let pro = (plan, interner.value(&json!("pro")).unwrap());
         let row = EventRow {
             ts_ms: 0,
             offset: 0,
-            event: interner.intern("signup"),
-            props: vec![(plan, interner.value(&json!("pro")).unwrap())].into(),
+            props: Props::new(interner.intern("signup"), [pro]),
         };
         assert!(node.matches(&row, &[]));
         let other = EventRow {
-            event: interner.intern("login"),
+            props: Props::new(interner.intern("login"), [pro]),
             ..row.clone()
         };
         assert!(!node.matches(&other, &[]));

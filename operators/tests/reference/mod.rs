@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use quill_pipeline::graph::{EventRow, InsightOperator, Interner, PersonView, PropValue, Sym};
+use quill_pipeline::graph::{
+    EventRow, InsightOperator, Interner, PersonView, PropValue, Props, Sym,
+};
 use serde_json::{Map, Value};
 
 pub mod funnels;
@@ -72,8 +74,7 @@ impl Projected {
             by_person.entry(e.person).or_default().push(EventRow {
                 ts_ms: e.ts_ms,
                 offset: e.offset,
-                event: interner.intern(&e.event),
-                props: props.into(),
+                props: Props::new(interner.intern(&e.event), props),
             });
         }
         let persons = by_person

@@ -30,7 +30,7 @@ use crate::materialize::DISTINCT_ID_CUTOFFS;
 use crate::store::{from_json, Store, StoreError, META};
 
 use super::engine::{Engine, EngineError};
-use super::row::{EventRow, Interner, PropValue, Props, Sym};
+use super::row::{EventRow, Interner, PropValue, Props, Sym, NO_EVENT};
 use super::runtime::{Mapping, PersonKey, PersonProps, Round};
 
 /// The materializer's cursor key in the meta table.
@@ -340,22 +340,23 @@ impl Feeder {
         }
     }
 
-    /// The shared copy of `props`.
-    fn share(&mut self, props: Vec<(Sym, PropValue)>) -> Props {
-        if let Some(shared) = self.shared.get(props.as_slice()) {
+    /// The shared copy of a [`Props::layout`].
+    fn share(&mut self, layout: Vec<(Sym, PropValue)>) -> Props {
+        if let Some(shared) = self.shared.get(layout.as_slice()) {
             return shared.clone();
         }
         if self.shared.len() >= SHARED_PROPS {
             self.shared.clear();
         }
-        let props: Props = props.into();
+        let props = Props::from_layout(layout);
         self.shared.insert(props.clone());
         props
     }
 
     fn row(&mut self, offset: u64, e: &StoredEvent) -> EventRow {
+        let event = self.interner.intern(&e.event);
         let props = if self.event_keys.is_empty() {
-            self.share(Vec::new())
+            self.share(Props::layout(event, []))
         } else {
             let values = super::project::project(&e.properties, &self.event_keys, |(k, _)| k);
             let mut props: Vec<(Sym, PropValue)> = values
@@ -368,12 +369,11 @@ impl Feeder {
                 })
                 .collect();
             props.sort_unstable_by_key(|(sym, _)| *sym);
-            self.share(props)
+            self.share(Props::layout(event, props))
         };
         EventRow {
             ts_ms: e.timestamp_us.div_euclid(1000),
             offset,
-            event: self.interner.intern(&e.event),
             props,
         }
     }
@@ -388,7 +388,7 @@ impl Feeder {
                     .map(|v| (*sym, v))
             })
             .collect::<Vec<(Sym, PropValue)>>();
-        self.share(props)
+        self.share(Props::layout(NO_EVENT, props))
     }
 
     fn map(&mut self, key: u64, project: ProjectId, person: Option<u64>) {

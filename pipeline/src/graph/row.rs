@@ -58,41 +58,76 @@ pub fn format_number(value: f64) -> String {
     }
 }
 
-/// Projected properties, sorted by key. Shared: the feeder interns each distinct set, so the
-/// two arrangements that hold a row, and every row with the same values, point at one
-/// allocation instead of each owning a copy (that copy was most of the state per event).
+/// The event name of properties that belong to no event: a person's.
+pub const NO_EVENT: Sym = Sym::MAX;
+
+/// An event's name and its projected properties, sorted by key. Shared: the feeder interns each
+/// distinct set, so the two arrangements that hold a row, and every row of the same event with
+/// the same values, point at one allocation instead of each owning a copy (that copy was most
+/// of the state per event).
 ///
-/// A thin pointer (to a boxed slice) rather than `Arc<[_]>`: the eight bytes of a slice's
-/// length, in every row of both arrangements, cost more than the second allocation per
-/// distinct set.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// The name is kept here, as a first entry, rather than in the row: every row of both
+/// arrangements is then 24 bytes rather than 32, and names repeat as much as values do.
+/// A thin pointer (to a boxed slice) rather than `Arc<[_]>` for the same reason: the eight
+/// bytes of a slice's length, in every row, cost more than the second allocation per set.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Props(Arc<Box<[(Sym, PropValue)]>>);
 
+impl Props {
+    /// An event's name and properties (sorted by key).
+    pub fn new(event: Sym, props: impl IntoIterator<Item = (Sym, PropValue)>) -> Self {
+        Self::from_layout(Self::layout(event, props))
+    }
+
+    /// A person's properties (sorted by key).
+    pub fn person(props: impl IntoIterator<Item = (Sym, PropValue)>) -> Self {
+        Self::new(NO_EVENT, props)
+    }
+
+    /// The entries a set is shared as: what [`Borrow`](std::borrow::Borrow) exposes, so that a
+    /// table of shared sets can be searched before anything is allocated.
+    pub fn layout(
+        event: Sym,
+        props: impl IntoIterator<Item = (Sym, PropValue)>,
+    ) -> Vec<(Sym, PropValue)> {
+        // The name's entry carries no value; `Bool(false)` is just the smallest.
+        std::iter::once((event, PropValue::Bool(false)))
+            .chain(props)
+            .collect()
+    }
+
+    /// The set of [`Props::layout`]'s entries.
+    pub fn from_layout(layout: Vec<(Sym, PropValue)>) -> Self {
+        debug_assert!(!layout.is_empty(), "a layout starts with the event's name");
+        Props(Arc::new(layout.into_boxed_slice()))
+    }
+
+    /// The event's interned name ([`NO_EVENT`] for a person's properties).
+    pub fn event(&self) -> Sym {
+        self.0.first().map_or(NO_EVENT, |(event, _)| *event)
+    }
+}
+
+impl Default for Props {
+    fn default() -> Self {
+        Self::person([])
+    }
+}
+
+/// The properties, without the name's entry.
 impl std::ops::Deref for Props {
     type Target = [(Sym, PropValue)];
 
     fn deref(&self) -> &Self::Target {
-        &self.0
+        self.0.get(1..).unwrap_or_default()
     }
 }
 
-/// Lets the feeder's table of shared sets be searched with a plain slice. `Hash` and `Eq`
-/// agree, as `Borrow` requires: both are the slice's.
+/// Lets the feeder's table of shared sets be searched with a [`Props::layout`]. `Hash` and
+/// `Eq` agree, as `Borrow` requires: both are the whole layout's.
 impl std::borrow::Borrow<[(Sym, PropValue)]> for Props {
     fn borrow(&self) -> &[(Sym, PropValue)] {
         &self.0
-    }
-}
-
-impl From<Vec<(Sym, PropValue)>> for Props {
-    fn from(props: Vec<(Sym, PropValue)>) -> Self {
-        Props(Arc::new(props.into_boxed_slice()))
-    }
-}
-
-impl FromIterator<(Sym, PropValue)> for Props {
-    fn from_iter<I: IntoIterator<Item = (Sym, PropValue)>>(iter: I) -> Self {
-        iter.into_iter().collect::<Vec<_>>().into()
     }
 }
 
@@ -104,13 +139,19 @@ pub struct EventRow {
     pub ts_ms: i64,
     /// The record's log offset: unique, so it also identifies the event.
     pub offset: u64,
-    /// The interned event name.
-    pub event: Sym,
-    /// The projected properties, sorted by key.
+    /// The interned event name and the projected properties.
     pub props: Props,
 }
 
+// Two arrangements hold every row: a byte here is two bytes per event.
+const _: () = assert!(std::mem::size_of::<EventRow>() == 24);
+
 impl EventRow {
+    /// The interned event name.
+    pub fn event(&self) -> Sym {
+        self.props.event()
+    }
+
     /// The value of a projected property.
     pub fn prop(&self, key: Sym) -> Option<PropValue> {
         lookup(&self.props, key)

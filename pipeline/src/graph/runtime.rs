@@ -37,7 +37,7 @@ use timely::progress::frontier::AntichainRef;
 use crate::event::ProjectId;
 
 use super::operator::{Cell, Combine, Contribution, InsightOperator};
-use super::row::{EventRow, Props, Sym};
+use super::row::{EventRow, Props, NO_EVENT};
 
 /// Logical time of the dataflow: the round number.
 pub type Time = u64;
@@ -59,20 +59,21 @@ pub type PersonProps = Props;
 pub struct PersonItem(EventRow);
 
 impl PersonItem {
-    /// The event name that marks the properties row, with its timestamp.
-    const PROPS: (i64, Sym) = (i64::MIN, Sym::MAX);
-
     /// One of the person's events.
     pub fn event(row: EventRow) -> Self {
         PersonItem(row)
     }
 
-    /// The person's projected properties.
+    /// The person's projected properties (made by [`Props::person`]).
     pub fn props(props: PersonProps) -> Self {
+        debug_assert_eq!(
+            props.event(),
+            NO_EVENT,
+            "a person's properties name no event"
+        );
         PersonItem(EventRow {
-            ts_ms: Self::PROPS.0,
+            ts_ms: i64::MIN,
             offset: 0,
-            event: Self::PROPS.1,
             props,
         })
     }
@@ -88,7 +89,7 @@ impl PersonItem {
     }
 
     fn is_props(&self) -> bool {
-        (self.0.ts_ms, self.0.event) == Self::PROPS
+        (self.0.ts_ms, self.0.event()) == (i64::MIN, NO_EVENT)
     }
 }
 

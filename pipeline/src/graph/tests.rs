@@ -42,8 +42,7 @@ fn row(offset: u64) -> EventRow {
     EventRow {
         ts_ms: offset as i64 * 1000,
         offset,
-        event: 0,
-        props: Default::default(),
+        props: Props::new(0, []),
     }
 }
 
