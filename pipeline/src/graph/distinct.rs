@@ -130,12 +130,18 @@ fn apply(cells: &mut Cells, value: (Cell, bool), r: isize) -> (isize, isize) {
 }
 
 /// Each cell as its length (doubled, plus one when the person is appended), its integers and
-/// its multiplicity.
+/// its multiplicity. Each integer is written as its difference from the one at the same place
+/// in the cell before: cells are sorted, so a person's days of one insight differ only in
+/// their bucket, by a multiple of a day (three bytes rather than five for the time itself).
 fn pack(cells: &Cells, packer: &mut Packer) -> Box<[u8]> {
+    let mut previous = [0i64; Cell::MAX];
     for ((cell, actor), count) in cells {
         let values = cell.as_slice();
         packer.count(values.len() * 2 + usize::from(*actor));
-        values.iter().for_each(|v| packer.int(*v));
+        for (v, p) in values.iter().zip(&mut previous) {
+            packer.int(v.wrapping_sub(*p));
+            *p = *v;
+        }
         packer.int(*count as i64);
     }
     packer.finish()
@@ -148,7 +154,7 @@ fn unpack(bytes: &[u8], cells: &mut Cells) {
         let header = reader.count();
         let len = (header / 2).min(Cell::MAX);
         for v in &mut values[..len] {
-            *v = reader.int();
+            *v = v.wrapping_add(reader.int());
         }
         let count = reader.int() as isize;
         cells.push(((Cell::new(&values[..len]), header % 2 == 1), count));
