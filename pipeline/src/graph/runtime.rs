@@ -308,23 +308,32 @@ impl Drop for Runtime {
     }
 }
 
-/// Merge work applied per scheduling of an arrangement that is in the middle of a merge.
+/// Merge work applied per scheduling, while idle, of an arrangement in the middle of a merge.
 const IDLE_MERGE_EFFORT: usize = 20_000;
 
-/// Lets arrangements finish the merges they have begun without waiting for more input.
+thread_local! {
+    /// Whether this worker has nothing to compute: set by the worker's loop before each step,
+    /// read by the arrangements' exertion logic, which runs on the same thread inside the step.
+    static IDLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Lets arrangements finish the merges they have begun while their worker is idle.
 ///
 /// A spine merges its batches a little per batch inserted, so when the input pauses a merge
 /// stays half done, holding its two inputs and the part of the output built so far: about half
-/// as much again as the state itself, until the next rounds arrive and pay for the rest (inside
-/// their freshness). Finishing begun merges in idle moments is the same work done earlier.
-/// Batches not being merged are left alone: merging them all into one would make every later
-/// round pay to merge with the whole history.
+/// as much again as the state itself, until the next rounds arrive and pay for the rest.
+/// Finishing begun merges in idle moments is the same work done earlier.
+/// - Only while idle: a busy worker's rounds are what freshness waits for. A merge pressed on
+///   every step would run at once, in the middle of a round, rather than spread over rounds.
+///   While busy the logic asks for no work but keeps the arrangement scheduled, so that it
+///   sees the worker turn idle.
+/// - Only merges begun: merging every batch into one would make every later round pay to merge
+///   with the whole history.
 fn finish_merges_when_idle(config: &mut timely::WorkerConfig) {
     let logic: differential_dataflow::trace::ExertionLogic = Arc::new(|layers| {
-        layers
-            .iter()
-            .any(|(_, count, _)| *count > 1)
-            .then_some(IDLE_MERGE_EFFORT)
+        let merging = layers.iter().any(|(_, count, _)| *count > 1);
+        let idle = IDLE.with(std::cell::Cell::get);
+        merging.then_some(if idle { IDLE_MERGE_EFFORT } else { 0 })
     });
     config.set("differential/default_exert_logic".to_string(), logic);
 }
@@ -415,6 +424,7 @@ fn run_worker(
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
         }
+        IDLE.with(|idle| idle.set(!busy(&sets, &base_probe, current)));
         worker.step();
         if let Some(now) = current {
             report(worker.index(), &mut sets, &offsets, now);
