@@ -3,6 +3,7 @@
 //! 1. Starts `quill serve` and registers ten insights (trends, funnels, retention).
 //! 2. Loads `--events` generated events over HTTP, with timestamps spread over four weeks in
 //!    random order, and waits until every insight reflects all of them.
+//!    Then it waits for the events index to catch up, and reads the live heap once it settles.
 //! 3. Streams new events at `--rate` for `--seconds`, following every insight's live stream.
 //!    For each acknowledged request it reads the log's end, then finds when each insight first
 //!    published a result covering that offset: that is the freshness latency.
