@@ -141,8 +141,25 @@ pub(super) async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::
 
 /// Seconds until the materializer has applied the whole log, from `/_status`.
 pub(super) async fn wait_materialized(client: &reqwest::Client, base: &str) -> Option<f64> {
+    wait_caught_up(
+        client,
+        base,
+        "materializer_lag_bytes",
+        Duration::from_secs(300),
+    )
+    .await
+}
+
+/// Seconds until `/_status` reports the follower's `lag_field` at zero; `None` past `limit`
+/// or when the status cannot be read.
+pub(super) async fn wait_caught_up(
+    client: &reqwest::Client,
+    base: &str,
+    lag_field: &str,
+    limit: Duration,
+) -> Option<f64> {
     let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(300) {
+    while started.elapsed() < limit {
         let status = client
             .get(format!("{base}/_status"))
             .send()
@@ -152,7 +169,7 @@ pub(super) async fn wait_materialized(client: &reqwest::Client, base: &str) -> O
             .await
             .ok()?;
         let status: serde_json::Value = serde_json::from_slice(&status).ok()?;
-        if status["materializer_lag_bytes"].as_u64() == Some(0) {
+        if status[lag_field].as_u64() == Some(0) {
             return Some(started.elapsed().as_secs_f64());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -21,7 +21,7 @@ use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 
 use super::events::{event, Rng};
-use super::ingest::{wait_materialized, wait_ready};
+use super::ingest::{wait_caught_up, wait_materialized, wait_ready};
 use super::server::{ChildServer, KEY, TOKEN};
 use super::{current_rss_kb, p50_p99_max, peak_rss_kb, percentile};
 
@@ -212,7 +212,15 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
     );
     let rss_after_load = current_rss_kb(pid).unwrap_or(0);
     let heap_after_load = heap_bytes(&client, &base).await?;
-    let indexed = wait_indexed(&client, &base).await?;
+    // The index's cache grows as it indexes: the heap compares between runs only once it is done.
+    let indexed = wait_caught_up(
+        &client,
+        &base,
+        "indexer_lag_bytes",
+        Duration::from_secs(1800),
+    )
+    .await
+    .context("the events index did not catch up within 30 minutes")?;
     let settled = settled_heap(&client, &base).await?;
     let mib = |bytes: f64| bytes / f64::from(1 << 20);
     let heap_line = format!(
@@ -373,19 +381,6 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
 /// The server's live heap bytes.
 async fn heap_bytes(client: &reqwest::Client, base: &str) -> anyhow::Result<u64> {
     status_field(client, base, "heap_bytes").await
-}
-
-/// Seconds until the events index has caught up with the log. Its cache grows as it indexes,
-/// so the heap is comparable between runs only once it has.
-async fn wait_indexed(client: &reqwest::Client, base: &str) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    while status_field(client, base, "indexer_lag_bytes").await? > 0 {
-        if started.elapsed() > Duration::from_secs(1800) {
-            bail!("the events index did not catch up within 30 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(started.elapsed().as_secs_f64())
 }
 
 /// The live heap once nothing is being computed: the least of readings over three seconds.
