@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use quill_operators::QueryError;
 use quill_pipeline::definitions::{self, Definition};
 use quill_pipeline::event::{now_us, ProjectId};
-use quill_pipeline::graph::feeder::{Feeder, GraphBatch, Projection};
+use quill_pipeline::graph::feeder::{Bootstrap, Feeder, GraphBatch, Projection};
 use quill_pipeline::graph::{BuildContext, Engine, InsightOperator, Interner, Published};
 use quill_pipeline::log::Log;
 use quill_pipeline::store::{Store, StoreError};
@@ -60,6 +60,8 @@ pub struct Insights {
     /// The log offset the current engine has been fed up to.
     fed: RwLock<Arc<AtomicU64>>,
     ready: watch::Sender<bool>,
+    /// How the current engine was loaded.
+    bootstrap: Mutex<Bootstrap>,
     /// Set at shutdown: live streams end.
     closing: watch::Sender<bool>,
 }
@@ -96,6 +98,7 @@ impl Insights {
             rebuild: Arc::new(AtomicBool::new(false)),
             fed: RwLock::new(Arc::new(AtomicU64::new(0))),
             ready: watch::channel(false).0,
+            bootstrap: Mutex::new(Bootstrap::default()),
             closing: watch::channel(false).0,
         }))
     }
@@ -125,15 +128,30 @@ impl Insights {
                 }
             };
             let projection = lock(&self.projection).clone();
-            let mut feeder = Feeder::new(engine.clone(), self.interner.clone(), &projection);
+            let feeder = Feeder::new(engine.clone(), self.interner.clone(), &projection)
+                .with_checkpoint(self.store.clone());
             let mut reader = self.log.reader();
-            let from = match feeder.bootstrap(&self.store, &mut reader) {
-                Ok(from) => from,
+            let loaded = feeder.and_then(|mut feeder| {
+                let loaded = feeder.bootstrap(&self.store, &mut reader)?;
+                Ok((feeder, loaded))
+            });
+            let (feeder, loaded) = match loaded {
+                Ok(loaded) => loaded,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot load the log into the insights dataflow");
+                    tracing::error!(error = %e, "cannot load the insights dataflow");
                     return;
                 }
             };
+            // A checkpoint may have projected more than the insights need; the dataflow now
+            // does too.
+            {
+                let mut projection = lock(&self.projection);
+                *projection = projection.union(&Projection {
+                    event_keys: feeder.event_keys(),
+                    person_keys: Vec::new(),
+                });
+            }
+            *lock(&self.bootstrap) = loaded;
             *self.fed.write().unwrap_or_else(|e| e.into_inner()) = feeder.cursor();
             *self.engine.write().unwrap_or_else(|e| e.into_inner()) = Some(engine);
             if let Err(e) = self.install() {
@@ -141,12 +159,14 @@ impl Insights {
             }
             self.ready.send_replace(true);
             tracing::info!(
-                offset = from,
+                offset = loaded.end,
+                from_checkpoint = loaded.checkpoint,
+                log_events = loaded.log_events,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "insights dataflow loaded"
             );
             let rebuild = self.rebuild.clone();
-            feeder.run(&batches, from, &stop, &rebuild);
+            feeder.run(&batches, loaded.end, &stop, &rebuild);
         }
     }
 
@@ -255,6 +275,12 @@ impl Insights {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .load(Ordering::Acquire)
+    }
+
+    /// How the current engine was loaded: from the checkpoint up to which offset, and how many
+    /// events from the log.
+    pub fn loaded(&self) -> Bootstrap {
+        *lock(&self.bootstrap)
     }
 
     /// Waits until the dataflow is loaded and has been fed everything acknowledged before the

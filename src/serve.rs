@@ -190,6 +190,7 @@ fn status_handler(
     move || {
         let (end, materialized, indexed) = (log.end(), *progress.borrow(), *indexed.borrow());
         let fed = insights.fed_offset();
+        let loaded = insights.loaded();
         let lag = |offset: u64| byte_position(end).saturating_sub(byte_position(offset));
         std::future::ready(axum::Json(serde_json::json!({
             "log_end_offset": end,
@@ -199,6 +200,8 @@ fn status_handler(
             "indexer_lag_bytes": lag(indexed),
             "insights_fed_offset": fed,
             "insights_lag_bytes": lag(fed),
+            "insights_loaded_from_checkpoint_offset": loaded.checkpoint,
+            "insights_loaded_log_events": loaded.log_events,
             "heap_bytes": crate::heap::live_bytes(),
         })))
     }

@@ -8,9 +8,11 @@
 //! Events of a distinct id without a person (`$process_person_profile: false`) still count:
 //! they map to a synthetic person derived from the distinct id, until a real person claims it.
 //!
-//! On start (and when the insights' projection widens) the feeder bootstraps: it reads the log
-//! up to the materializer's cursor and takes the mapping from the state store in one read
-//! transaction, so the two agree.
+//! On start (and when the insights' projection widens) the feeder bootstraps: it loads the
+//! events up to the materializer's cursor and takes the mapping from the state store in one
+//! read transaction, so the two agree. The events come from the checkpoint
+//! ([`super::checkpoint`]) as far as it reaches, and from the log after that; as it feeds rounds
+//! the feeder extends the checkpoint.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
@@ -18,9 +20,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
 use serde_json::{Map, Value};
 
 use crate::event::{ProjectId, Record, StoredEvent};
@@ -29,6 +31,7 @@ use crate::log::{LogError, LogReader};
 use crate::materialize::DISTINCT_ID_CUTOFFS;
 use crate::store::{from_json, Store, StoreError, META};
 
+use super::checkpoint::{self, Chunk, ChunkWriter};
 use super::engine::{Engine, EngineError};
 use super::row::{EventRow, Interner, PropValue, Props, Sym, NO_EVENT};
 use super::runtime::{Mapping, PersonKey, PersonProps, Round};
@@ -46,6 +49,10 @@ const SYNTHETIC: u64 = 1 << 63;
 /// rows keep their sets, new rows just stop sharing with them (high-cardinality properties
 /// would otherwise grow the table without bound).
 const SHARED_PROPS: usize = 1 << 20;
+/// Events past which the feeder closes a checkpoint chunk.
+const CHUNK_EVENTS: usize = 250_000;
+/// The longest a checkpoint chunk stays open: what a crash makes a restart read from the log.
+const CHUNK_AGE: Duration = Duration::from_secs(10);
 
 /// A touched person's current properties; `None` when the person was removed.
 pub type PersonState = (ProjectId, u64, Option<Map<String, Value>>);
@@ -125,6 +132,20 @@ pub enum FeederError {
     /// The dataflow failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The checkpoint writer's thread did not start.
+    #[error("starting the insights checkpoint writer: {0}")]
+    Checkpoint(#[from] std::io::Error),
+}
+
+/// Where a bootstrap found the events it loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// The materializer's cursor: everything below it is loaded.
+    pub end: u64,
+    /// Events below this offset came from the checkpoint.
+    pub checkpoint: u64,
+    /// Events read from the log.
+    pub log_events: u64,
 }
 
 /// The key of a distinct id in the dataflow.
@@ -150,8 +171,20 @@ pub struct Feeder {
     round_events: usize,
     /// The log offset everything below which has been fed.
     cursor: Arc<AtomicU64>,
+    checkpoint: Option<Checkpointing>,
 }
 
+/// The feeder's side of the checkpoint.
+struct Checkpointing {
+    writer: ChunkWriter,
+    /// The chunk being filled; `None` until the feeder has loaded the stored ones.
+    open: Option<Chunk>,
+    opened_at: Instant,
+    /// First sightings and tombstones of records not yet flushed: a chunk ends where a round
+    /// does, so they join it with their round.
+    unflushed_distinct_ids: Vec<(u64, ProjectId, String)>,
+    unflushed_cuts: Vec<(u64, u64)>,
+}
 impl Feeder {
     /// A feeder for `engine` that projects `projection`.
     pub fn new(engine: Arc<Engine>, interner: Arc<Interner>, projection: &Projection) -> Self {
@@ -178,7 +211,26 @@ impl Feeder {
             round: Round::default(),
             round_events: 0,
             cursor: Arc::new(AtomicU64::new(0)),
+            checkpoint: None,
         }
+    }
+
+    /// Loads from, and extends, the checkpoint in `store`.
+    pub fn with_checkpoint(mut self, store: Arc<Store>) -> Result<Self, FeederError> {
+        self.checkpoint = Some(Checkpointing {
+            writer: ChunkWriter::start(store, self.interner.clone())?,
+            open: None,
+            opened_at: Instant::now(),
+            unflushed_distinct_ids: Vec::new(),
+            unflushed_cuts: Vec::new(),
+        });
+        Ok(self)
+    }
+
+    /// The event property keys the feeder projects: at least those it was made with, more if
+    /// it adopted a checkpoint that projected more.
+    pub fn event_keys(&self) -> Vec<String> {
+        self.event_keys.iter().map(|(k, _)| k.clone()).collect()
     }
 
     /// The offset fed so far, shared so that readers can wait for freshness.
@@ -186,9 +238,13 @@ impl Feeder {
         self.cursor.clone()
     }
 
-    /// Loads everything the materializer has applied: the log up to its cursor, and identity
-    /// as of that cursor. Returns the cursor.
-    pub fn bootstrap(&mut self, store: &Store, reader: &mut LogReader) -> Result<u64, FeederError> {
+    /// Loads everything the materializer has applied: the events up to its cursor (from the
+    /// checkpoint as far as it reaches, then the log), and identity as of that cursor.
+    pub fn bootstrap(
+        &mut self,
+        store: &Store,
+        reader: &mut LogReader,
+    ) -> Result<Bootstrap, FeederError> {
         let txn = store.db().begin_read().map_err(StoreError::from)?;
         let end = match txn.open_table(META) {
             Ok(meta) => meta
@@ -199,7 +255,14 @@ impl Feeder {
             Err(e) => return Err(StoreError::from(e).into()),
         };
         let mut seen: HashMap<u64, (ProjectId, String)> = HashMap::new();
-        let mut offset = 0;
+        let mut offset = self.load_checkpoint(&txn, end, &mut seen)?;
+        let loaded = Bootstrap {
+            end,
+            checkpoint: offset,
+            log_events: 0,
+        };
+        self.open_chunk(offset);
+        let mut log_events = 0;
         while offset < end {
             let batch = reader.read(offset, BOOTSTRAP_BYTES)?;
             if batch.records.is_empty() {
@@ -213,6 +276,7 @@ impl Feeder {
                     let key = distinct_key(e.project, &e.distinct_id);
                     seen.entry(key)
                         .or_insert_with(|| (e.project, e.distinct_id.clone()));
+                    log_events += 1;
                 }
                 self.record(*at, record);
             }
@@ -259,7 +323,133 @@ impl Feeder {
             }
         }
         self.flush(end)?;
-        Ok(end)
+        Ok(Bootstrap {
+            log_events,
+            ..loaded
+        })
+    }
+
+    /// Feeds the stored checkpoint's chunks that `end` covers. Returns the offset they reach.
+    fn load_checkpoint(
+        &mut self,
+        txn: &ReadTransaction,
+        end: u64,
+        seen: &mut HashMap<u64, (ProjectId, String)>,
+    ) -> Result<u64, FeederError> {
+        if self.checkpoint.is_none() {
+            return Ok(0);
+        }
+        let mut offset = 0;
+        let mut keys: Option<Vec<String>> = None;
+        if let Some(table) = checkpoint::open(txn)? {
+            for entry in table.iter().map_err(StoreError::from)? {
+                let (start, bytes) = entry.map_err(StoreError::from)?;
+                if start.value() != offset {
+                    break;
+                }
+                let interner = self.interner.clone();
+                let chunk = match checkpoint::decode(offset, bytes.value(), &interner, |layout| {
+                    self.share(layout)
+                }) {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the insights checkpoint ends at a chunk that does not decode");
+                        break;
+                    }
+                };
+                if chunk.next > end {
+                    break;
+                }
+                match &keys {
+                    // The first chunk decides: a checkpoint that projected at least what the
+                    // feeder needs is used, and the feeder projects what it did from then on.
+                    None => {
+                        let ours = self.event_keys();
+                        if !ours.iter().all(|k| chunk.event_keys.contains(k)) {
+                            break;
+                        }
+                        self.set_event_keys(&chunk.event_keys);
+                        keys = Some(chunk.event_keys.clone());
+                    }
+                    Some(keys) if *keys != chunk.event_keys => break,
+                    Some(_) => {}
+                }
+                for (key, project, did) in chunk.distinct_ids {
+                    if !self.mappings.contains_key(&key) {
+                        self.map(key, project, None);
+                    }
+                    seen.insert(key, (project, did));
+                }
+                self.round_events += chunk.events.len();
+                self.round
+                    .events
+                    .extend(chunk.events.into_iter().map(|(key, row)| (key, row, 1)));
+                for (key, at) in chunk.cuts {
+                    self.cut(key, at);
+                }
+                offset = chunk.next;
+                self.flush_if_full(offset)?;
+            }
+        }
+        if let Some(cp) = &self.checkpoint {
+            cp.writer.truncate(offset);
+        }
+        Ok(offset)
+    }
+
+    fn set_event_keys(&mut self, keys: &[String]) {
+        let mut event_keys: Vec<(String, Sym)> = keys
+            .iter()
+            .map(|k| (k.clone(), self.interner.intern(k)))
+            .collect();
+        event_keys.sort();
+        self.event_keys = event_keys;
+    }
+
+    /// Starts filling a checkpoint chunk at `offset`.
+    fn open_chunk(&mut self, offset: u64) {
+        let event_keys = self.event_keys();
+        if let Some(cp) = &mut self.checkpoint {
+            cp.open = Some(Chunk {
+                start: offset,
+                next: offset,
+                event_keys,
+                ..Chunk::default()
+            });
+            cp.opened_at = Instant::now();
+        }
+    }
+
+    /// Adds the round about to be fed (ending at `offset`) to the open checkpoint chunk, and
+    /// closes the chunk if it is full or old enough.
+    fn checkpoint_round(&mut self, offset: u64) {
+        let Some(cp) = &mut self.checkpoint else {
+            return;
+        };
+        let Some(open) = &mut cp.open else {
+            return;
+        };
+        open.events.extend(
+            self.round
+                .events
+                .iter()
+                .map(|(key, row, _)| (*key, row.clone())),
+        );
+        open.distinct_ids.append(&mut cp.unflushed_distinct_ids);
+        open.cuts.append(&mut cp.unflushed_cuts);
+        open.next = offset;
+        if open.next > open.start
+            && (open.events.len() >= CHUNK_EVENTS || cp.opened_at.elapsed() >= CHUNK_AGE)
+        {
+            let next = Chunk {
+                start: offset,
+                next: offset,
+                event_keys: open.event_keys.clone(),
+                ..Chunk::default()
+            };
+            cp.writer.write(std::mem::replace(open, next));
+            cp.opened_at = Instant::now();
+        }
     }
 
     /// Applies one materializer batch.
@@ -291,6 +481,7 @@ impl Feeder {
 
     /// Sends the pending round, marking the dataflow as having reached `offset`.
     pub fn flush(&mut self, offset: u64) -> Result<(), FeederError> {
+        self.checkpoint_round(offset);
         let round = std::mem::take(&mut self.round);
         self.round_events = 0;
         self.engine.feed(round, offset)?;
@@ -309,6 +500,10 @@ impl Feeder {
                     // A first sighting: map it now so that the round is complete even when
                     // identity arrives with the same batch (it then corrects this).
                     self.map(key, e.project, None);
+                    if let Some(cp) = &mut self.checkpoint {
+                        cp.unflushed_distinct_ids
+                            .push((key, e.project, e.distinct_id.clone()));
+                    }
                 }
             }
             Record::EventsDeleted {
@@ -317,7 +512,11 @@ impl Feeder {
                 before_offset,
             } => {
                 for did in distinct_ids {
-                    self.cut(distinct_key(*project, did), *before_offset);
+                    let key = distinct_key(*project, did);
+                    self.cut(key, *before_offset);
+                    if let Some(cp) = &mut self.checkpoint {
+                        cp.unflushed_cuts.push((key, *before_offset));
+                    }
                 }
             }
             // The person's distinct ids arrive unmapped in the batch's identity changes.
@@ -479,6 +678,18 @@ impl Feeder {
                 return;
             }
             pending = None;
+        }
+    }
+}
+
+impl Drop for Feeder {
+    /// Stores what the open checkpoint chunk holds of the rounds fed, so that a restart after
+    /// a clean stop reads nothing from the log. (Its writer then waits for the write.)
+    fn drop(&mut self) {
+        if let Some(cp) = &mut self.checkpoint {
+            if let Some(open) = cp.open.take().filter(|c| c.next > c.start) {
+                cp.writer.write(open);
+            }
         }
     }
 }

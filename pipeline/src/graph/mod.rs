@@ -6,8 +6,11 @@
 //! - [`replay`]: the per-person pass of the insights that need whole histories;
 //! - [`distinct`]: the person counts of the event-local insights;
 //! - [`packed`]: per-person state packed as varints;
-//! - [`engine`]: the live insight set, its collector and the published results.
+//! - [`engine`]: the live insight set, its collector and the published results;
+//! - [`feeder`]: the log and identity's changes, turned into rounds;
+//! - [`checkpoint`]: the feeder's input, stored so that a restart need not replay the log.
 
+pub mod checkpoint;
 mod distinct;
 pub mod engine;
 pub mod feeder;
@@ -19,6 +22,8 @@ mod replay;
 pub mod row;
 pub mod runtime;
 
+#[cfg(test)]
+mod checkpoint_tests;
 #[cfg(test)]
 mod tests;
 
