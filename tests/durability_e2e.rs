@@ -212,3 +212,74 @@ fn deleting_a_person_with_events_removes_them_everywhere_and_survives_replay() {
     let server = Server::start(dir.path());
     check(&server);
 }
+
+/// Sends `count` pageviews spread over 13 distinct ids.
+fn pageviews(server: &Server, from: usize, count: usize) {
+    let events: Vec<Value> = (from..from + count)
+        .map(|n| json!({"event": "$pageview", "distinct_id": format!("user-{}", n % 13)}))
+        .collect();
+    let body = json!({"api_key": TOKEN, "batch": events}).to_string();
+    let r = post(
+        server,
+        "/batch/",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+}
+
+/// The registered trend's total, once it reflects everything acknowledged before the call.
+fn trend_total(server: &Server, insight: u64) -> u64 {
+    let doc = common::api_get(
+        server,
+        &format!("/api/projects/1/insights/{insight}?refresh=blocking"),
+    );
+    doc["result"][0]["count"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no count in {doc}")) as u64
+}
+
+#[test]
+fn insights_survive_kill_9_and_a_restart_loads_their_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let auth = format!("Bearer {}", common::KEY);
+    let query = json!({"name": "pageviews", "query": {
+        "kind": "TrendsQuery",
+        "series": [{"kind": "EventsNode", "event": "$pageview", "math": "total"}],
+        "interval": "day",
+        "dateRange": {"date_from": "-7d"},
+    }});
+    let r = common::http::request(
+        "POST",
+        &server.url("/api/projects/1/insights"),
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        query.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let insight = r.json()["id"].as_u64().unwrap();
+    pageviews(&server, 0, 300);
+    assert_eq!(trend_total(&server, insight), 300);
+
+    // A clean stop stores the checkpoint to the end: the restart reads no event from the log.
+    assert_eq!(server.terminate().code(), Some(0));
+    let server = Server::start(dir.path());
+    assert_eq!(trend_total(&server, insight), 300);
+    let status = common::api_get(&server, "/_status");
+    assert_eq!(status["insights_loaded_log_events"], json!(0), "{status}");
+    assert_eq!(
+        status["insights_loaded_from_checkpoint_offset"], status["materialized_offset"],
+        "{status}"
+    );
+
+    // kill -9 loses at most the open chunk, which the next start reads from the log.
+    pageviews(&server, 300, 200);
+    assert_eq!(trend_total(&server, insight), 500);
+    server.kill9();
+    let server = Server::start(dir.path());
+    assert_eq!(trend_total(&server, insight), 500);
+    let status = common::api_get(&server, "/_status");
+    let from_log = status["insights_loaded_log_events"].as_u64().unwrap();
+    assert!(from_log <= 200, "{status}");
+}
