@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Timely worker threads for the insights dataflow (0: no insights dataflow at all).
     #[arg(long, env = "QUILL_WORKERS", default_value_t = 1)]
     pub workers: usize,
+    /// Keep no checkpoint of the insights dataflow's input: every start then reads the whole
+    /// log into it (slower starts, a smaller state file).
+    #[arg(long, env = "QUILL_NO_INSIGHTS_CHECKPOINT")]
+    pub no_insights_checkpoint: bool,
 }
 
 #[derive(Debug, Args)]

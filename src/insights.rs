@@ -53,6 +53,8 @@ pub struct Insights {
     /// Results published by whichever engine is current.
     version: watch::Sender<u64>,
     workers: usize,
+    /// Whether the feeder loads and extends the checkpoint of its input.
+    checkpoint: bool,
     registered: Mutex<BTreeMap<(ProjectId, u64), Registered>>,
     /// What the current engine projects; a wider need triggers a rebuild.
     projection: Mutex<Projection>,
@@ -68,7 +70,12 @@ pub struct Insights {
 
 impl Insights {
     /// Loads every stored insight. The engine starts with [`Insights::spawn_feeder`].
-    pub fn load(store: Arc<Store>, log: Log, workers: usize) -> anyhow::Result<Arc<Self>> {
+    pub fn load(
+        store: Arc<Store>,
+        log: Log,
+        workers: usize,
+        checkpoint: bool,
+    ) -> anyhow::Result<Arc<Self>> {
         let interner = Interner::new();
         let mut registered = BTreeMap::new();
         let mut projection = Projection::default();
@@ -93,6 +100,7 @@ impl Insights {
             engine: RwLock::new(None),
             version: watch::channel(0).0,
             workers,
+            checkpoint,
             registered: Mutex::new(registered),
             projection: Mutex::new(projection),
             rebuild: Arc::new(AtomicBool::new(false)),
@@ -128,8 +136,11 @@ impl Insights {
                 }
             };
             let projection = lock(&self.projection).clone();
-            let feeder = Feeder::new(engine.clone(), self.interner.clone(), &projection)
-                .with_checkpoint(self.store.clone());
+            let feeder = Feeder::new(engine.clone(), self.interner.clone(), &projection);
+            let feeder = match self.checkpoint {
+                true => feeder.with_checkpoint(self.store.clone()),
+                false => Ok(feeder),
+            };
             let mut reader = self.log.reader();
             let loaded = feeder.and_then(|mut feeder| {
                 let loaded = feeder.bootstrap(&self.store, &mut reader)?;

@@ -40,7 +40,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (progress_tx, progress) = watch::channel(0u64);
     let (indexed_tx, indexed) = watch::channel(0u64);
     let stop = Arc::new(AtomicBool::new(false));
-    let insights = crate::insights::Insights::load(store.clone(), log.clone(), args.workers)?;
+    let insights = crate::insights::Insights::load(
+        store.clone(),
+        log.clone(),
+        args.workers,
+        !args.no_insights_checkpoint,
+    )?;
     let status = status_handler(
         log.clone(),
         progress.clone(),
@@ -202,6 +207,7 @@ fn status_handler(
             "insights_lag_bytes": lag(fed),
             "insights_loaded_from_checkpoint_offset": loaded.checkpoint,
             "insights_loaded_log_events": loaded.log_events,
+            "insights_loaded_checkpoint_bytes": loaded.checkpoint_bytes,
             "heap_bytes": crate::heap::live_bytes(),
         })))
     }

@@ -253,7 +253,10 @@ fn insights_survive_kill_9_and_a_restart_loads_their_checkpoint() {
     let r = common::http::request(
         "POST",
         &server.url("/api/projects/1/insights"),
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         query.to_string().as_bytes(),
     )
     .unwrap();

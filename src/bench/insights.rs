@@ -8,6 +8,9 @@
 //!    For each acknowledged request it reads the log's end, then finds when each insight first
 //!    published a result covering that offset: that is the freshness latency.
 //!
+//! 4. Restarts the server after a clean stop, and times until every insight is fresh again:
+//!    once loading the checkpoint, once (with `--no-insights-checkpoint`) the whole log.
+//!
 //! With `--dump FILE` it also writes the loaded events as CSV for the DuckDB peer
 //! (`benches/insights_duckdb.py`).
 
@@ -122,8 +125,49 @@ pub fn queries() -> Vec<(&'static str, Value)> {
 
 pub async fn run(args: InsightsBenchArgs) -> anyhow::Result<()> {
     let workers = args.workers.to_string();
-    let server = ChildServer::start("insights", &["--workers", &workers])?;
-    drive(&args, &server).await
+    let mut server = ChildServer::start("insights", &["--workers", &workers])?;
+    let ids = drive(&args, &server).await?;
+    if !ids.is_empty() {
+        restarts(&args, &mut server, &ids).await?;
+    }
+    Ok(())
+}
+
+/// Restarts the server twice after a clean stop, and times until every insight is fresh
+/// again: loading the checkpoint, then (for comparison) the whole log.
+async fn restarts(
+    args: &InsightsBenchArgs,
+    server: &mut ChildServer,
+    ids: &[u64],
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let base = server.base();
+    let auth = format!("Bearer {KEY}");
+    let workers = args.workers.to_string();
+    let state_file = server.dir().join("state.redb");
+    for (from, extra) in [
+        ("the checkpoint", None),
+        ("the log alone", Some("--no-insights-checkpoint")),
+    ] {
+        let mut argv = vec!["--workers", workers.as_str()];
+        argv.extend(extra);
+        server.restart(&argv)?;
+        let started = Instant::now();
+        wait_ready(&client, &base).await?;
+        let end = log_end(&client, &base).await?;
+        wait_insights(&client, &base, &auth, ids, end).await?;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "restart from {from}: all {} insights fresh {secs:.1} s after the server started; {:.0} MiB of checkpoint loaded, {} events read from the log; server RSS {:.0} MiB peak; state file {:.0} MiB",
+            ids.len(),
+            status_field(&client, &base, "insights_loaded_checkpoint_bytes").await? as f64
+                / f64::from(1 << 20),
+            status_field(&client, &base, "insights_loaded_log_events").await?,
+            peak_rss_kb(server.pid()).unwrap_or(0) as f64 / 1024.0,
+            std::fs::metadata(&state_file).map_or(0, |m| m.len()) as f64 / f64::from(1 << 20),
+        );
+    }
+    Ok(())
 }
 
 fn batch_body(rng: &mut Rng, persons: u64, n: usize, ts: impl Fn(&mut Rng) -> i64) -> Vec<Value> {
@@ -135,7 +179,8 @@ fn batch_body(rng: &mut Rng, persons: u64, n: usize, ts: impl Fn(&mut Rng) -> i6
         .collect()
 }
 
-async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result<()> {
+/// Loads, streams and measures; returns the registered insights' ids.
+async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result<Vec<u64>> {
     let pid = server.pid();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -236,7 +281,7 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
             rss_after_load as f64 * 1024.0 / args.events as f64,
         );
         println!("  {heap_line}");
-        return Ok(());
+        return Ok(ids);
     }
 
     // Stream: follow every insight, send at a steady rate.
@@ -375,7 +420,7 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
         println!("  dataflow: {stats}");
     }
     println!("  {heap_line}");
-    Ok(())
+    Ok(ids)
 }
 
 /// The server's live heap bytes.

@@ -24,22 +24,23 @@ impl ChildServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = Command::new(std::env::current_exe()?)
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(&dir)
-            .env("QUILL_PROJECT_TOKEN", TOKEN)
-            .env("QUILL_PERSONAL_API_KEY", KEY)
-            // The server's own log filter, for looking inside a benchmark run.
-            .env(
-                "QUILL_LOG",
-                std::env::var("QUILL_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting quill serve")?;
+        let child = spawn(port, &dir, extra)?;
         Ok(ChildServer { child, port, dir })
+    }
+
+    /// Stops the server as in production (SIGTERM) and starts it again on the same data and
+    /// port, with `extra` arguments after `serve`.
+    pub fn restart(&mut self, extra: &[&str]) -> anyhow::Result<()> {
+        self.stop();
+        self.child = spawn(self.port, &self.dir, extra)?;
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
     }
 
     /// `http://127.0.0.1:{port}`.
@@ -61,12 +62,27 @@ impl ChildServer {
 impl Drop for ChildServer {
     fn drop(&mut self) {
         // SIGTERM, so the server shuts down as in production rather than being killed.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn spawn(port: u16, dir: &Path, extra: &[&str]) -> anyhow::Result<Child> {
+    Command::new(std::env::current_exe()?)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("QUILL_PROJECT_TOKEN", TOKEN)
+        .env("QUILL_PERSONAL_API_KEY", KEY)
+        // The server's own log filter, for looking inside a benchmark run.
+        .env(
+            "QUILL_LOG",
+            std::env::var("QUILL_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting quill serve")
 }
 
 /// CPU time (user + system) a process has used so far, in seconds.

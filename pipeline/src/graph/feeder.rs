@@ -146,6 +146,8 @@ pub struct Bootstrap {
     pub checkpoint: u64,
     /// Events read from the log.
     pub log_events: u64,
+    /// Bytes of checkpoint loaded.
+    pub checkpoint_bytes: u64,
 }
 
 /// The key of a distinct id in the dataflow.
@@ -255,11 +257,12 @@ impl Feeder {
             Err(e) => return Err(StoreError::from(e).into()),
         };
         let mut seen: HashMap<u64, (ProjectId, String)> = HashMap::new();
-        let mut offset = self.load_checkpoint(&txn, end, &mut seen)?;
+        let (mut offset, checkpoint_bytes) = self.load_checkpoint(&txn, end, &mut seen)?;
         let loaded = Bootstrap {
             end,
             checkpoint: offset,
             log_events: 0,
+            checkpoint_bytes,
         };
         self.open_chunk(offset);
         let mut log_events = 0;
@@ -329,17 +332,18 @@ impl Feeder {
         })
     }
 
-    /// Feeds the stored checkpoint's chunks that `end` covers. Returns the offset they reach.
+    /// Feeds the stored checkpoint's chunks that `end` covers. Returns the offset they reach
+    /// and their size in bytes.
     fn load_checkpoint(
         &mut self,
         txn: &ReadTransaction,
         end: u64,
         seen: &mut HashMap<u64, (ProjectId, String)>,
-    ) -> Result<u64, FeederError> {
+    ) -> Result<(u64, u64), FeederError> {
         if self.checkpoint.is_none() {
-            return Ok(0);
+            return Ok((0, 0));
         }
-        let mut offset = 0;
+        let (mut offset, mut bytes_loaded) = (0, 0);
         let mut keys: Option<Vec<String>> = None;
         if let Some(table) = checkpoint::open(txn)? {
             for entry in table.iter().map_err(StoreError::from)? {
@@ -388,13 +392,14 @@ impl Feeder {
                     self.cut(key, at);
                 }
                 offset = chunk.next;
+                bytes_loaded += bytes.value().len() as u64;
                 self.flush_if_full(offset)?;
             }
         }
         if let Some(cp) = &self.checkpoint {
             cp.writer.truncate(offset);
         }
-        Ok(offset)
+        Ok((offset, bytes_loaded))
     }
 
     fn set_event_keys(&mut self, keys: &[String]) {
