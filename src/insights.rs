@@ -56,6 +56,9 @@ pub struct Insights {
     /// Whether the feeder loads and extends the checkpoint of its input.
     checkpoint: bool,
     registered: Mutex<BTreeMap<(ProjectId, u64), Registered>>,
+    /// Bumped whenever `registered` changes: a set installed before a load is still current
+    /// after it if this has not moved.
+    generation: AtomicU64,
     /// What the current engine projects; a wider need triggers a rebuild.
     projection: Mutex<Projection>,
     rebuild: Arc<AtomicBool>,
@@ -102,6 +105,7 @@ impl Insights {
             workers,
             checkpoint,
             registered: Mutex::new(registered),
+            generation: AtomicU64::new(0),
             projection: Mutex::new(projection),
             rebuild: Arc::new(AtomicBool::new(false)),
             fed: RwLock::new(Arc::new(AtomicU64::new(0))),
@@ -135,6 +139,14 @@ impl Insights {
                     return;
                 }
             };
+            // Installed before the load, so that each round of it updates the insights, as
+            // the first load over HTTP did. Installed after it, a set replays every person in
+            // one step and holds all of that step's output at once: several times the
+            // dataflow's state (a restart at 10M events ran out of 23 GiB).
+            let installed = self.install_on(&engine);
+            if let Err(e) = &installed {
+                tracing::error!(error = %e, "cannot install the insights");
+            }
             let projection = lock(&self.projection).clone();
             let feeder = Feeder::new(engine.clone(), self.interner.clone(), &projection);
             let feeder = match self.checkpoint {
@@ -165,8 +177,11 @@ impl Insights {
             *lock(&self.bootstrap) = loaded;
             *self.fed.write().unwrap_or_else(|e| e.into_inner()) = feeder.cursor();
             *self.engine.write().unwrap_or_else(|e| e.into_inner()) = Some(engine);
-            if let Err(e) = self.install() {
-                tracing::error!(error = %e, "cannot install the insights");
+            // Only insights registered or changed during the load need a new set.
+            if installed.ok() != Some(self.generation.load(Ordering::SeqCst)) {
+                if let Err(e) = self.install() {
+                    tracing::error!(error = %e, "cannot install the insights");
+                }
             }
             self.ready.send_replace(true);
             tracing::info!(
@@ -191,14 +206,22 @@ impl Insights {
 
     /// Installs the registered insights as the live set (when the engine is loaded).
     fn install(&self) -> Result<(), quill_pipeline::graph::EngineError> {
-        let Some(engine) = self.engine() else {
-            return Ok(());
-        };
-        let set = lock(&self.registered)
+        match self.engine() {
+            Some(engine) => self.install_on(&engine).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// Installs the registered insights on `engine`; returns the generation installed.
+    fn install_on(&self, engine: &Engine) -> Result<u64, quill_pipeline::graph::EngineError> {
+        let registered = lock(&self.registered);
+        let generation = self.generation.load(Ordering::SeqCst);
+        let set = registered
             .iter()
             .map(|((project, id), r)| (engine_key(*project, *id), r.op.clone()))
             .collect();
-        engine.set_insights(set)
+        engine.set_insights(set)?;
+        Ok(generation)
     }
 
     /// Relative date ranges (`-7d`) were resolved when each operator was built; rebuilding the
@@ -211,6 +234,7 @@ impl Insights {
                     r.op = op;
                 }
             }
+            self.generation.fetch_add(1, Ordering::SeqCst);
         }
         if let Err(e) = self.install() {
             tracing::error!(error = %e, "cannot reinstall the insights");
@@ -265,7 +289,11 @@ impl Insights {
     pub fn register(&self, project: ProjectId, def: &Definition, op: Arc<dyn InsightOperator>) {
         self.ensure_projection(&*op);
         let query = stored_query(&def.body).clone();
-        lock(&self.registered).insert((project, def.id), Registered { query, op });
+        {
+            let mut registered = lock(&self.registered);
+            registered.insert((project, def.id), Registered { query, op });
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
         if let Err(e) = self.install() {
             tracing::error!(error = %e, "cannot install the insights");
         }
@@ -273,7 +301,12 @@ impl Insights {
 
     /// Stops maintaining an insight.
     pub fn unregister(&self, project: ProjectId, id: u64) {
-        if lock(&self.registered).remove(&(project, id)).is_some() {
+        let removed = {
+            let mut registered = lock(&self.registered);
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            registered.remove(&(project, id)).is_some()
+        };
+        if removed {
             if let Err(e) = self.install() {
                 tracing::error!(error = %e, "cannot install the insights");
             }

@@ -63,7 +63,10 @@ impl Drop for ChildServer {
     fn drop(&mut self) {
         // SIGTERM, so the server shuts down as in production rather than being killed.
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // For looking into a run afterwards: `QUILL_BENCH_KEEP_DATA=1` keeps its data.
+        if std::env::var_os("QUILL_BENCH_KEEP_DATA").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

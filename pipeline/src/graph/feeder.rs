@@ -41,6 +41,8 @@ const MATERIALIZER_CURSOR: &str = "cursor.materializer";
 /// Events past which a round is sent even while the previous one is still being computed. Large
 /// rounds amortise the dataflow's cost per round (replaying each touched person's history).
 const ROUND_EVENTS: usize = 200_000;
+/// The largest round a bootstrap sends; it waits for the dataflow rather than grow one further.
+const BOOTSTRAP_ROUND_EVENTS: usize = 400_000;
 /// Bytes of (compressed) log read per bootstrap step: about 40k typical events.
 const BOOTSTRAP_BYTES: usize = 4 << 20;
 /// Marks synthetic person ids (distinct ids without a person).
@@ -326,6 +328,10 @@ impl Feeder {
             }
         }
         self.flush(end)?;
+        // Loaded means computed: results read after this reflect everything up to `end`.
+        while self.engine.rounds_in_flight() > 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         Ok(Bootstrap {
             log_events,
             ..loaded
@@ -476,12 +482,25 @@ impl Feeder {
         Ok(())
     }
 
-    /// Sends the pending round if it is large enough.
+    /// Sends the pending round if it is large enough, for a bootstrap.
+    ///
+    /// While the dataflow still computes a round, the next one grows rather than queueing
+    /// behind it, up to a cap; past the cap the bootstrap waits. Queued rounds would each
+    /// replay the persons they touch, and the checkpoint loads faster than the dataflow
+    /// computes; the cap bounds what one round's computation holds at once.
     pub fn flush_if_full(&mut self, offset: u64) -> Result<(), FeederError> {
-        if self.round_events >= ROUND_EVENTS {
-            self.flush(offset)?;
+        if self.round_events < ROUND_EVENTS {
+            return Ok(());
         }
-        Ok(())
+        if self.engine.rounds_in_flight() > 0 {
+            if self.round_events < BOOTSTRAP_ROUND_EVENTS {
+                return Ok(());
+            }
+            while self.engine.rounds_in_flight() > 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        self.flush(offset)
     }
 
     /// Sends the pending round, marking the dataflow as having reached `offset`.
