@@ -258,8 +258,55 @@ impl Feeder {
             Err(redb::TableError::TableDoesNotExist(_)) => 0,
             Err(e) => return Err(StoreError::from(e).into()),
         };
-        let mut seen: HashMap<u64, (ProjectId, String)> = HashMap::new();
-        let (mut offset, checkpoint_bytes) = self.load_checkpoint(&txn, end, &mut seen)?;
+        // Identity as of `end`, from the same read transaction, before any event: each
+        // distinct id is mapped to its person when first seen. (Mapped at the end instead, a
+        // bootstrap's last round re-keyed every event, and the insights installed for the
+        // load replayed the whole history in that one round.)
+        match txn.open_table(DISTINCT_ID_CUTOFFS) {
+            Ok(t) => {
+                for entry in t.iter().map_err(StoreError::from)? {
+                    let (k, v) = entry.map_err(StoreError::from)?;
+                    let (project, did) = k.value();
+                    let key = distinct_key(project, did);
+                    let cut = self.cutoffs.entry(key).or_default();
+                    *cut = (*cut).max(v.value());
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(StoreError::from(e).into()),
+        }
+        if !self.person_keys.is_empty() {
+            if let Ok(persons) = txn.open_table(PERSONS) {
+                for entry in persons.iter().map_err(StoreError::from)? {
+                    let (k, v) = entry.map_err(StoreError::from)?;
+                    let (project, id) = k.value();
+                    let person: crate::identity::Person = from_json("person", v.value())?;
+                    self.set_person_props(project, id, Some(&person.properties));
+                }
+            }
+        }
+        let persons = match txn.open_table(DISTINCT_IDS) {
+            Ok(t) => Some(t),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(StoreError::from(e).into()),
+        };
+        let mut first_seen = |feeder: &mut Self, project: ProjectId, did: &str| {
+            let key = distinct_key(project, did);
+            if feeder.mappings.contains_key(&key) {
+                return Ok::<_, FeederError>(());
+            }
+            let person = match &persons {
+                Some(t) => t
+                    .get((project, did))
+                    .map_err(StoreError::from)?
+                    .map(|v| v.value()),
+                None => None,
+            };
+            feeder.map(key, project, person);
+            feeder.checkpoint_first_sighting(key, project, did);
+            Ok(())
+        };
+        let (mut offset, checkpoint_bytes) = self.load_checkpoint(&txn, end, &mut first_seen)?;
         let loaded = Bootstrap {
             end,
             checkpoint: offset,
@@ -278,54 +325,13 @@ impl Feeder {
                     break;
                 }
                 if let Record::Event(e) = record {
-                    let key = distinct_key(e.project, &e.distinct_id);
-                    seen.entry(key)
-                        .or_insert_with(|| (e.project, e.distinct_id.clone()));
+                    first_seen(self, e.project, &e.distinct_id)?;
                     log_events += 1;
                 }
                 self.record(*at, record);
             }
             offset = batch.next.min(end);
             self.flush_if_full(offset)?;
-        }
-        // Identity as of `end`, from the same read transaction.
-        match txn.open_table(DISTINCT_ID_CUTOFFS) {
-            Ok(t) => {
-                for entry in t.iter().map_err(StoreError::from)? {
-                    let (k, v) = entry.map_err(StoreError::from)?;
-                    let (project, did) = k.value();
-                    let key = distinct_key(project, did);
-                    let cut = self.cutoffs.entry(key).or_default();
-                    *cut = (*cut).max(v.value());
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(StoreError::from(e).into()),
-        }
-        let dids = match txn.open_table(DISTINCT_IDS) {
-            Ok(t) => Some(t),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(StoreError::from(e).into()),
-        };
-        for (key, (project, did)) in &seen {
-            let person = match &dids {
-                Some(t) => t
-                    .get((*project, did.as_str()))
-                    .map_err(StoreError::from)?
-                    .map(|v| v.value()),
-                None => None,
-            };
-            self.map(*key, *project, person);
-        }
-        if !self.person_keys.is_empty() {
-            if let Ok(persons) = txn.open_table(PERSONS) {
-                for entry in persons.iter().map_err(StoreError::from)? {
-                    let (k, v) = entry.map_err(StoreError::from)?;
-                    let (project, id) = k.value();
-                    let person: crate::identity::Person = from_json("person", v.value())?;
-                    self.set_person_props(project, id, Some(&person.properties));
-                }
-            }
         }
         self.flush(end)?;
         // Loaded means computed: results read after this reflect everything up to `end`.
@@ -344,7 +350,7 @@ impl Feeder {
         &mut self,
         txn: &ReadTransaction,
         end: u64,
-        seen: &mut HashMap<u64, (ProjectId, String)>,
+        first_seen: &mut impl FnMut(&mut Self, ProjectId, &str) -> Result<(), FeederError>,
     ) -> Result<(u64, u64), FeederError> {
         if self.checkpoint.is_none() {
             return Ok((0, 0));
@@ -384,11 +390,8 @@ impl Feeder {
                     Some(keys) if *keys != chunk.event_keys => break,
                     Some(_) => {}
                 }
-                for (key, project, did) in chunk.distinct_ids {
-                    if !self.mappings.contains_key(&key) {
-                        self.map(key, project, None);
-                    }
-                    seen.insert(key, (project, did));
+                for (_, project, did) in &chunk.distinct_ids {
+                    first_seen(self, *project, did)?;
                 }
                 self.round_events += chunk.events.len();
                 self.round
@@ -428,6 +431,16 @@ impl Feeder {
                 ..Chunk::default()
             });
             cp.opened_at = Instant::now();
+        }
+    }
+
+    /// Notes a distinct id seen for the first time, for the open checkpoint chunk: a chunk
+    /// names each distinct id once, where the feeder first saw it. (None is open while the
+    /// stored chunks load; they already name theirs.)
+    fn checkpoint_first_sighting(&mut self, key: u64, project: ProjectId, did: &str) {
+        if let Some(cp) = self.checkpoint.as_mut().filter(|cp| cp.open.is_some()) {
+            cp.unflushed_distinct_ids
+                .push((key, project, did.to_string()));
         }
     }
 
@@ -524,10 +537,7 @@ impl Feeder {
                     // A first sighting: map it now so that the round is complete even when
                     // identity arrives with the same batch (it then corrects this).
                     self.map(key, e.project, None);
-                    if let Some(cp) = &mut self.checkpoint {
-                        cp.unflushed_distinct_ids
-                            .push((key, e.project, e.distinct_id.clone()));
-                    }
+                    self.checkpoint_first_sighting(key, e.project, &e.distinct_id);
                 }
             }
             Record::EventsDeleted {

@@ -622,8 +622,5 @@ fn event_pass<'s>(
             counted_for.map(|person| ((index, person), value))
         }))
         .map(|(index, c)| (index, SlotCell::Local(c)));
-    // One update per distinct cell and round rather than one per event: the collector
-    // applies each update it gets, and a set installed over the whole history would
-    // otherwise hand it one per event and insight, faster than it applies them.
-    summed.concat(persons).consolidate()
+    summed.concat(persons)
 }
