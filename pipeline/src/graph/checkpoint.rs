@@ -38,7 +38,7 @@ use super::row::{EventRow, Interner, PropValue, Props, Sym};
 pub(crate) const CHUNKS: TableDefinition<u64, &[u8]> = TableDefinition::new("insights_checkpoint");
 
 /// The encoding's version; a chunk of another version is not used.
-const VERSION: u64 = 1;
+const VERSION: u64 = 2;
 
 /// One chunk of the checkpoint, with rows interned in this process's [`Interner`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -49,8 +49,8 @@ pub struct Chunk {
     pub next: u64,
     /// The event property keys the rows were projected with, sorted.
     pub event_keys: Vec<String>,
-    /// `(distinct key, project, distinct id)` of the distinct ids first seen in this chunk.
-    pub distinct_ids: Vec<(u64, ProjectId, String)>,
+    /// `(project, distinct id)` of the distinct ids first seen in this chunk.
+    pub distinct_ids: Vec<(ProjectId, String)>,
     /// `(distinct key, row)` of every event.
     pub events: Vec<(u64, EventRow)>,
     /// `(distinct key, offset)`: the distinct id's events below the offset were deleted.
@@ -121,8 +121,7 @@ pub fn encode(chunk: &Chunk, interner: &Interner) -> Vec<u8> {
         }
     }
     out.count(chunk.distinct_ids.len());
-    for (key, project, did) in &chunk.distinct_ids {
-        out.bytes.extend_from_slice(&key.to_le_bytes());
+    for (project, did) in &chunk.distinct_ids {
         out.uint(u64::from(*project));
         out.str(did);
     }
@@ -208,11 +207,8 @@ pub fn decode(
         layouts.push(share(layout));
     }
     for _ in 0..r.count()? {
-        let key = r.fixed()?;
         let project = ProjectId::try_from(r.uint()?).map_err(|_| corrupt("project id"))?;
-        chunk
-            .distinct_ids
-            .push((key, project, r.str()?.to_string()));
+        chunk.distinct_ids.push((project, r.str()?.to_string()));
     }
     let keys: Vec<u64> = (0..r.count()?)
         .map(|_| r.fixed())

@@ -186,7 +186,7 @@ struct Checkpointing {
     opened_at: Instant,
     /// First sightings and tombstones of records not yet flushed: a chunk ends where a round
     /// does, so they join it with their round.
-    unflushed_distinct_ids: Vec<(u64, ProjectId, String)>,
+    unflushed_distinct_ids: Vec<(ProjectId, String)>,
     unflushed_cuts: Vec<(u64, u64)>,
 }
 impl Feeder {
@@ -303,7 +303,7 @@ impl Feeder {
                 None => None,
             };
             feeder.map(key, project, person);
-            feeder.checkpoint_first_sighting(key, project, did);
+            feeder.checkpoint_first_sighting(project, did);
             Ok(())
         };
         let (mut offset, checkpoint_bytes) = self.load_checkpoint(&txn, end, &mut first_seen)?;
@@ -390,7 +390,7 @@ impl Feeder {
                     Some(keys) if *keys != chunk.event_keys => break,
                     Some(_) => {}
                 }
-                for (_, project, did) in &chunk.distinct_ids {
+                for (project, did) in &chunk.distinct_ids {
                     first_seen(self, *project, did)?;
                 }
                 self.round_events += chunk.events.len();
@@ -437,10 +437,9 @@ impl Feeder {
     /// Notes a distinct id seen for the first time, for the open checkpoint chunk: a chunk
     /// names each distinct id once, where the feeder first saw it. (None is open while the
     /// stored chunks load; they already name theirs.)
-    fn checkpoint_first_sighting(&mut self, key: u64, project: ProjectId, did: &str) {
+    fn checkpoint_first_sighting(&mut self, project: ProjectId, did: &str) {
         if let Some(cp) = self.checkpoint.as_mut().filter(|cp| cp.open.is_some()) {
-            cp.unflushed_distinct_ids
-                .push((key, project, did.to_string()));
+            cp.unflushed_distinct_ids.push((project, did.to_string()));
         }
     }
 
@@ -537,7 +536,7 @@ impl Feeder {
                     // A first sighting: map it now so that the round is complete even when
                     // identity arrives with the same batch (it then corrects this).
                     self.map(key, e.project, None);
-                    self.checkpoint_first_sighting(key, e.project, &e.distinct_id);
+                    self.checkpoint_first_sighting(e.project, &e.distinct_id);
                 }
             }
             Record::EventsDeleted {
