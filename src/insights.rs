@@ -225,14 +225,25 @@ impl Insights {
     }
 
     /// Relative date ranges (`-7d`) were resolved when each operator was built; rebuilding the
-    /// operators every hour moves them along. The new set reads the shared arrangement.
+    /// operators every hour moves them along. The new set reads the shared arrangement, but it
+    /// replays every person, so it is installed only when some insight's bounds moved: a
+    /// day-interval insight's at midnight, an hour-interval one's every hour.
     fn refresh_ranges(&self) {
         {
             let mut registered = lock(&self.registered);
+            let mut moved = 0;
             for ((project, _), r) in registered.iter_mut() {
                 if let Ok(op) = build(&self.interner, *project, &r.query) {
-                    r.op = op;
+                    let bounds = op.resolved_bounds();
+                    if bounds.is_none() || bounds != r.op.resolved_bounds() {
+                        r.op = op;
+                        moved += 1;
+                    }
                 }
+            }
+            tracing::debug!(moved, "re-resolved relative date ranges");
+            if moved == 0 {
+                return;
             }
             self.generation.fetch_add(1, Ordering::SeqCst);
         }

@@ -41,3 +41,47 @@ pub fn build(
         None => Err(QueryError::new("kind", "missing query kind")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use quill_pipeline::graph::Interner;
+
+    /// 2024-03-05T12:00:00Z.
+    const NOON: i64 = 1_709_640_000_000;
+    const HOUR: i64 = 3_600_000;
+
+    fn bounds_at(query: &serde_json::Value, now_ms: i64) -> Option<Vec<i64>> {
+        let ctx = BuildContext {
+            interner: Interner::new(),
+            now_ms,
+            project: 1,
+        };
+        build(query, &ctx).map(|op| op.resolved_bounds()).ok()?
+    }
+
+    /// The hourly re-resolution keeps an insight whose bounds did not move: each kind's bounds
+    /// move with its bucket, and only then.
+    #[test]
+    fn resolved_bounds_move_only_with_their_bucket() {
+        let node = json!({"kind": "EventsNode", "event": "$pageview"});
+        let daily = [
+            json!({"kind": "TrendsQuery", "dateRange": {"date_from": "-30d"}, "interval": "day", "series": [node]}),
+            json!({"kind": "FunnelsQuery", "dateRange": {"date_from": "-7d"}, "series": [node, node]}),
+            json!({"kind": "RetentionQuery", "retentionFilter": {"period": "Day", "totalIntervals": 7}}),
+        ];
+        for query in &daily {
+            let at_noon = bounds_at(query, NOON);
+            assert!(at_noon.is_some(), "{query}");
+            assert_eq!(at_noon, bounds_at(query, NOON + 5 * HOUR), "{query}");
+            assert_ne!(at_noon, bounds_at(query, NOON + 13 * HOUR), "{query}");
+        }
+        let hourly = json!({"kind": "TrendsQuery", "dateRange": {"date_from": "-24h"}, "interval": "hour", "series": [node]});
+        assert_ne!(bounds_at(&hourly, NOON), bounds_at(&hourly, NOON + HOUR));
+        let fixed = json!({"kind": "TrendsQuery", "interval": "day", "series": [node],
+            "dateRange": {"date_from": "2024-01-01", "date_to": "2024-02-01"}});
+        assert_eq!(bounds_at(&fixed, NOON), bounds_at(&fixed, NOON + 40 * 24 * HOUR));
+    }
+}

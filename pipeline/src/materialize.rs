@@ -80,6 +80,7 @@ impl Materializer {
         if batch.records.is_empty() {
             return Ok(0);
         }
+        let started = std::time::Instant::now();
         let txn = self.store.db().begin_write().map_err(StoreError::from)?;
         let identity;
         let cache;
@@ -135,6 +136,12 @@ impl Materializer {
         self.sync.commit(txn)?;
         self.persons = cache;
         let applied = batch.records.len();
+        tracing::debug!(
+            records = applied,
+            next = batch.next,
+            ms = started.elapsed().as_millis() as u64,
+            "materialized a batch"
+        );
         if let (Some(observer), Some(identity)) = (&self.observer, identity) {
             let sent = observer.send(GraphBatch {
                 start: self.cursor,

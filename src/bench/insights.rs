@@ -317,6 +317,12 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
             }
         }));
     }
+    println!(
+        "stream: following {} insights; sending {} events/s for {} s",
+        ids.len(),
+        args.rate,
+        args.seconds
+    );
     let tick = Duration::from_millis(20);
     let per_tick = (args.rate as f64 * tick.as_secs_f64()).round().max(1.0) as usize;
     let acks: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::default();

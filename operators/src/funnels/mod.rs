@@ -108,6 +108,10 @@ impl InsightOperator for FunnelsOperator {
         Some(person::pass(&self.config, person, out))
     }
 
+    fn resolved_bounds(&self) -> Option<Vec<i64>> {
+        Some(self.config.range.resolved())
+    }
+
     fn unaffected(&self, memo: &Memo, row: &EventRow) -> bool {
         person::unaffected(&self.config, memo, row, self.reads_person)
     }

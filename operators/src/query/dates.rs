@@ -228,6 +228,12 @@ impl DateRange {
         })
     }
 
+    /// The resolved bounds as numbers (`all` as `i64::MIN`), for telling whether a later
+    /// resolution of the same query moved them.
+    pub fn resolved(&self) -> Vec<i64> {
+        vec![self.from_ms.unwrap_or(i64::MIN), self.to_ms]
+    }
+
     /// Whether `ts_ms` falls inside the range (`all` has no lower bound).
     pub fn contains(&self, ts_ms: i64) -> bool {
         ts_ms <= self.to_ms && self.from_ms.is_none_or(|from| ts_ms >= from)

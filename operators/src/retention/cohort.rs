@@ -47,6 +47,11 @@ impl Grid {
         (boundaries.len() >= 2 && increasing).then_some(Self { boundaries })
     }
 
+    /// The interval boundaries, increasing.
+    pub fn boundaries(&self) -> &[i64] {
+        &self.boundaries
+    }
+
     /// How many intervals the grid has.
     pub fn len(&self) -> usize {
         self.boundaries.len() - 1

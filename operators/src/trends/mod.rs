@@ -114,6 +114,10 @@ impl InsightOperator for TrendsOperator {
         Box::new(aggregate::TrendsAggregator::new(self.config.clone()))
     }
 
+    fn resolved_bounds(&self) -> Option<Vec<i64>> {
+        Some(self.config.range.resolved())
+    }
+
     /// Per-actor maths need a person's event count per cell, and person properties are not on
     /// the event; every other trend is a function of single events.
     fn event_local(&self) -> bool {

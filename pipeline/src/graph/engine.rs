@@ -229,7 +229,17 @@ impl Collector {
                         }
                     }
                 }
-                Output::Complete { set, offset, .. } => self.complete(&mut sets, set, offset),
+                Output::Complete { set, offset, round } => {
+                    let started = Instant::now();
+                    self.complete(&mut sets, set, offset);
+                    tracing::debug!(
+                        set,
+                        round,
+                        offset,
+                        render_ms = started.elapsed().as_millis() as u64,
+                        "a round completed"
+                    );
+                }
             }
         }
     }

@@ -519,6 +519,7 @@ impl Feeder {
     pub fn flush(&mut self, offset: u64) -> Result<(), FeederError> {
         self.checkpoint_round(offset);
         let round = std::mem::take(&mut self.round);
+        tracing::debug!(events = self.round_events, offset, "feeding a round");
         self.round_events = 0;
         self.engine.feed(round, offset)?;
         self.cursor.store(offset, Ordering::Release);

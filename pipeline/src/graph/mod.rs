@@ -17,6 +17,7 @@ pub mod feeder;
 mod memory;
 pub mod operator;
 pub mod packed;
+mod profile;
 mod project;
 mod replay;
 pub mod row;

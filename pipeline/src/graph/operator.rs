@@ -113,6 +113,15 @@ pub trait InsightOperator: Send + Sync + 'static {
     fn unaffected(&self, _memo: &Memo, _row: &EventRow) -> bool {
         false
     }
+
+    /// The absolute bounds (ms) the query's relative dates resolved to when it was built.
+    /// Two builds of one query with equal bounds compute the same results, so re-resolving
+    /// relative dates keeps a running insight unless its bounds moved: rebuilding one means
+    /// replaying every person. `None` (the default) says the operator cannot tell, and it is
+    /// rebuilt every time.
+    fn resolved_bounds(&self) -> Option<Vec<i64>> {
+        None
+    }
 }
 
 /// What a person's pass remembers about the history it saw, in the operator's own layout,

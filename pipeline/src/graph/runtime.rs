@@ -358,6 +358,7 @@ fn run_worker(
     rx: Receiver<Command>,
     complete_below: &AtomicU64,
 ) {
+    super::profile::install(worker);
     let base_probe = ProbeHandle::new();
     let (mut inputs, mut trace) = worker.dataflow::<Time, _, _>(|scope| {
         let (events_in, events) = scope.new_collection::<(u64, EventRow), isize>();
