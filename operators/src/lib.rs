@@ -82,6 +82,9 @@ mod tests {
         assert_ne!(bounds_at(&hourly, NOON), bounds_at(&hourly, NOON + HOUR));
         let fixed = json!({"kind": "TrendsQuery", "interval": "day", "series": [node],
             "dateRange": {"date_from": "2024-01-01", "date_to": "2024-02-01"}});
-        assert_eq!(bounds_at(&fixed, NOON), bounds_at(&fixed, NOON + 40 * 24 * HOUR));
+        assert_eq!(
+            bounds_at(&fixed, NOON),
+            bounds_at(&fixed, NOON + 40 * 24 * HOUR)
+        );
     }
 }

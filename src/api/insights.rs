@@ -14,8 +14,9 @@ use futures_util::stream::{self, Stream};
 use quill_pipeline::definitions::{self, Definition};
 use quill_pipeline::event::ProjectId;
 use quill_pipeline::graph::Published;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use super::{json_object_body, ApiError, AppState};
 use crate::insights::{self, KIND};
@@ -42,22 +43,55 @@ pub fn iso_us(us: i64) -> String {
         .unwrap_or_default()
 }
 
-fn document(project: ProjectId, def: &Definition, published: Option<&Published>) -> Value {
-    json!({
-        "id": def.id,
-        "short_id": short_id(project, def.id),
-        "name": def.body.get("name").cloned().unwrap_or(Value::Null),
-        "description": def.body.get("description").cloned().unwrap_or(Value::Null),
-        "query": insights::stored_query(&def.body),
-        "result": published.map(|p| (*p.result).clone()),
-        "last_refresh": published.map(|p| iso_us(p.refreshed_at_us)),
-        "log_offset": published.map(|p| p.offset),
-        "is_cached": false,
-        "timezone": "UTC",
-        "created_at": iso_us(def.created_at_us),
-        "last_modified_at": iso_us(def.updated_at_us),
-        "deleted": def.deleted,
-    })
+/// An insight as the API returns it. The result goes in as the text it was serialized to
+/// once when published: copying and serializing the document per read made reads of large
+/// results cost more than the 1 ms they are meant to take.
+#[derive(Serialize)]
+struct Document<'a> {
+    id: u64,
+    short_id: String,
+    name: &'a Value,
+    description: &'a Value,
+    query: &'a Value,
+    result: Option<&'a RawValue>,
+    last_refresh: Option<String>,
+    log_offset: Option<u64>,
+    is_cached: bool,
+    timezone: &'static str,
+    created_at: String,
+    last_modified_at: String,
+    deleted: bool,
+}
+
+fn document<'a>(
+    project: ProjectId,
+    def: &'a Definition,
+    published: Option<&'a Published>,
+) -> Document<'a> {
+    Document {
+        id: def.id,
+        short_id: short_id(project, def.id),
+        name: def.body.get("name").unwrap_or(&Value::Null),
+        description: def.body.get("description").unwrap_or(&Value::Null),
+        query: insights::stored_query(&def.body),
+        result: published.map(Published::result_json),
+        last_refresh: published.map(|p| iso_us(p.refreshed_at_us)),
+        log_offset: published.map(|p| p.offset),
+        is_cached: false,
+        timezone: "UTC",
+        created_at: iso_us(def.created_at_us),
+        last_modified_at: iso_us(def.updated_at_us),
+        deleted: def.deleted,
+    }
+}
+
+/// One frame of an insight's live stream.
+#[derive(Serialize)]
+struct StreamFrame<'a> {
+    id: u64,
+    result: &'a RawValue,
+    last_refresh: String,
+    log_offset: u64,
 }
 
 fn find(state: &AppState, project: ProjectId, id: &str) -> Result<Definition, ApiError> {
@@ -106,7 +140,10 @@ pub async fn list(
     let defs = definitions::list(&state.store, project, KIND, false)?;
     let results: Vec<Value> = defs
         .iter()
-        .map(|d| document(project, d, state.insights.result(project, d.id).as_ref()))
+        .map(|d| {
+            let published = state.insights.result(project, d.id);
+            serde_json::to_value(document(project, d, published.as_ref())).unwrap_or_default()
+        })
         .collect();
     Ok(super::unpaginated(results))
 }
@@ -115,7 +152,7 @@ pub async fn get_one(
     State(state): State<Arc<AppState>>,
     Path((project, id)): Path<(String, String)>,
     Query(params): Query<ReadParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let project = state.project(&project)?;
     let def = find(&state, project, &id)?;
     let blocking = params
@@ -132,7 +169,7 @@ pub async fn get_one(
     } else {
         state.insights.result(project, def.id)
     };
-    Ok(Json(document(project, &def, published.as_ref())))
+    Ok(Json(document(project, &def, published.as_ref())).into_response())
 }
 
 pub async fn delete(
@@ -166,13 +203,14 @@ pub async fn stream(
                 let current = state.insights.result(project, def.id);
                 let stamp = current.as_ref().map(|p| (p.refreshed_at_us, p.offset));
                 if let Some(p) = current.filter(|_| stamp != last) {
-                    let data = json!({
-                        "id": def.id,
-                        "result": *p.result,
-                        "last_refresh": iso_us(p.refreshed_at_us),
-                        "log_offset": p.offset,
-                    });
-                    let event = Event::default().event("result").data(data.to_string());
+                    let frame = StreamFrame {
+                        id: def.id,
+                        result: p.result_json(),
+                        last_refresh: iso_us(p.refreshed_at_us),
+                        log_offset: p.offset,
+                    };
+                    let data = serde_json::to_string(&frame).unwrap_or_default();
+                    let event = Event::default().event("result").data(data);
                     return Some((Ok(event), (state, changes, closing, stamp)));
                 }
                 tokio::select! {

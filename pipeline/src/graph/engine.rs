@@ -9,9 +9,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use crate::event::now_us;
@@ -24,10 +25,35 @@ use super::runtime::{InsightSlot, Output, Round, Runtime, RuntimeError};
 pub struct Published {
     /// The `results` document.
     pub result: Arc<serde_json::Value>,
+    /// `result` serialized, once per publication however many readers ask for it.
+    serialized: Arc<OnceLock<Box<RawValue>>>,
     /// The log offset the result reflects.
     pub offset: u64,
     /// When it was rendered, µs since the epoch.
     pub refreshed_at_us: i64,
+}
+
+impl Published {
+    fn new(result: Arc<serde_json::Value>, offset: u64, refreshed_at_us: i64) -> Self {
+        Self {
+            result,
+            serialized: Arc::default(),
+            offset,
+            refreshed_at_us,
+        }
+    }
+
+    /// The result as JSON text: a read copies these bytes rather than the document.
+    pub fn result_json(&self) -> &RawValue {
+        self.serialized
+            .get_or_init(|| match serde_json::value::to_raw_value(&*self.result) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot serialize an insight's result");
+                    RawValue::NULL.to_owned()
+                }
+            })
+    }
 }
 
 /// Errors of the engine.
@@ -172,11 +198,11 @@ impl Engine {
         let answer = collect_one(&outputs, &mut *aggregator, target, timeout);
         self.runtime().retire(set)?;
         let offset = answer?;
-        Ok(Published {
-            result: Arc::new(aggregator.render()),
+        Ok(Published::new(
+            Arc::new(aggregator.render()),
             offset,
-            refreshed_at_us: now_us(),
-        })
+            now_us(),
+        ))
     }
 }
 
@@ -277,14 +303,7 @@ impl Collector {
                 published.retain(|id, _| live.contains(id));
             }
             for (id, result) in rendered {
-                published.insert(
-                    id,
-                    Published {
-                        result,
-                        offset,
-                        refreshed_at_us: now,
-                    },
-                );
+                published.insert(id, Published::new(result, offset, now));
             }
             // Results that did not change still reflect the newer offset.
             for id in &live {

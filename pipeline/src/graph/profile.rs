@@ -55,13 +55,16 @@ pub(super) fn install(worker: &mut timely::worker::Worker) {
         let window = now.saturating_sub(reported_at);
         reported_at = *now;
         let mut top: Vec<(usize, (Duration, u64))> = spent.drain().collect();
-        top.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+        top.sort_by_key(|(_, (time, _))| std::cmp::Reverse(*time));
         let lines: Vec<String> = top
             .iter()
             .take(REPORTED)
             .map(|(id, (time, calls))| {
                 let name = names.get(id).map_or("?", String::as_str);
-                format!("{:>7.1} ms {calls:>6} calls  {name}", time.as_secs_f64() * 1e3)
+                format!(
+                    "{:>7.1} ms {calls:>6} calls  {name}",
+                    time.as_secs_f64() * 1e3
+                )
             })
             .collect();
         tracing::info!(
