@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use proptest::prelude::*;
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::checkpoint::{self, Chunk, CHUNKS};
 use super::feeder::{Bootstrap, Feeder, GraphBatch, Projection};
+use super::tests::{wait_for, Tally};
 use super::*;
 use crate::event::{Record, StoredEvent};
 use crate::log::{AppendBatch, Log, LogOptions};
@@ -21,8 +21,6 @@ use crate::store::Store;
 /// One contribution per person: a hash of everything the dataflow holds of them, with the
 /// strings resolved, so that feeders with different symbol numberings compare equal.
 struct Digest(Arc<Interner>);
-
-struct DigestAgg(BTreeMap<i64, isize>);
 
 impl InsightOperator for Digest {
     fn project(&self) -> u32 {
@@ -45,17 +43,7 @@ impl InsightOperator for Digest {
         out.push((vec![h.finish() as i64], 1));
     }
     fn aggregator(&self) -> Box<dyn Aggregator> {
-        Box::new(DigestAgg(BTreeMap::new()))
-    }
-}
-
-impl Aggregator for DigestAgg {
-    fn apply(&mut self, c: &[i64], diff: isize) {
-        *self.0.entry(c[0]).or_default() += diff;
-        self.0.retain(|_, n| *n != 0);
-    }
-    fn render(&self) -> serde_json::Value {
-        serde_json::json!(self.0.iter().collect::<Vec<_>>())
+        Tally::boxed(|counts| serde_json::json!(counts.iter().collect::<Vec<_>>()))
     }
 }
 
@@ -183,19 +171,7 @@ fn load(setup: &Setup, keys: &[&str], checkpointed: bool) -> Loaded {
 }
 
 fn result(l: &Loaded, offset: u64) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(p) = l.engine.result(1) {
-            if p.offset >= offset {
-                return (*p.result).clone();
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no result at {offset}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for(&l.engine, 1, offset)
 }
 
 fn events_in(records: &[Record]) -> u64 {

@@ -9,8 +9,6 @@ use super::*;
 /// Contribution `[events]` per person; the result is `{"persons": n, "events": m}`.
 struct Counting;
 
-struct CountingAgg(BTreeMap<i64, isize>);
-
 impl InsightOperator for Counting {
     fn project(&self) -> u32 {
         1
@@ -22,19 +20,37 @@ impl InsightOperator for Counting {
         out.push((vec![person.events.len() as i64], 1));
     }
     fn aggregator(&self) -> Box<dyn Aggregator> {
-        Box::new(CountingAgg(BTreeMap::new()))
+        Tally::boxed(|counts| {
+            let persons: isize = counts.values().sum();
+            let events: i64 = counts.iter().map(|(e, n)| e * *n as i64).sum();
+            serde_json::json!({"persons": persons, "events": events})
+        })
     }
 }
 
-impl Aggregator for CountingAgg {
+/// The toy operators' aggregator: how many persons contributed each `[value]`, rendered by
+/// the operator's own function.
+pub(super) struct Tally {
+    counts: BTreeMap<i64, isize>,
+    render: fn(&BTreeMap<i64, isize>) -> serde_json::Value,
+}
+
+impl Tally {
+    pub(super) fn boxed(render: fn(&BTreeMap<i64, isize>) -> serde_json::Value) -> Box<Self> {
+        Box::new(Tally {
+            counts: BTreeMap::new(),
+            render,
+        })
+    }
+}
+
+impl Aggregator for Tally {
     fn apply(&mut self, c: &[i64], diff: isize) {
-        *self.0.entry(c[0]).or_default() += diff;
-        self.0.retain(|_, n| *n != 0);
+        *self.counts.entry(c[0]).or_default() += diff;
+        self.counts.retain(|_, n| *n != 0);
     }
     fn render(&self) -> serde_json::Value {
-        let persons: isize = self.0.values().sum();
-        let events: i64 = self.0.iter().map(|(e, n)| e * *n as i64).sum();
-        serde_json::json!({"persons": persons, "events": events})
+        (self.render)(&self.counts)
     }
 }
 
@@ -53,7 +69,7 @@ fn mapping(person: u64) -> Mapping {
     }
 }
 
-fn wait_for(engine: &Engine, id: u64, offset: u64) -> serde_json::Value {
+pub(super) fn wait_for(engine: &Engine, id: u64, offset: u64) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(p) = engine.result(id) {
