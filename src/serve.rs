@@ -178,8 +178,8 @@ async fn shutdown_signal() {
 /// slack. (The materializer used to run this way too; at 50k events/s the dataflow's worker
 /// then kept it waiting, and every insight with it.) `/_status` shows the lag.
 ///
-/// The lowest niceness: at 10 the indexer still took 0.4 of a core from a 2-core machine
-/// streaming 50k events/s into ten insights, and their freshness waited for it.
+/// Niceness 19, the lowest priority: at 10 the indexer still took 0.4 of a core from a 2-core
+/// machine streaming 50k events/s into ten insights, and their freshness waited for it.
 fn lower_thread_priority() {
     // SAFETY: plain syscalls on the calling thread's id; no memory is shared.
     let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };

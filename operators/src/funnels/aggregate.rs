@@ -16,8 +16,9 @@ pub struct Multiset {
     sum: i128,
     /// A position and how many values lie below it, left where the last [`Multiset::nth`]
     /// found its value. Conversion times are nearly all distinct, so finding the median from
-    /// the smallest value walked every one of them on every render: a sixth of a core at
-    /// 50k events/s (perf, session 10). From here, a round's changes move it a few steps.
+    /// the smallest value walked every one of them on every render: most of the collector's
+    /// 0.3 of a core at 50k events/s (perf, session 10). From here, a round's changes move it
+    /// a few steps.
     cursor: Cell<Option<(i64, i64)>>,
 }
 

@@ -356,13 +356,13 @@ impl InsightOperator for Retention {
         Some(memo)
     }
 
-    /// A person's cohorts depend on the intervals holding target and returning events (and,
-    /// for the first-time kinds, on the first target event), so an event that adds neither a
-    /// new interval nor an earlier first changes nothing.
     fn resolved_bounds(&self) -> Option<Vec<i64>> {
         Some(self.grid.boundaries().to_vec())
     }
 
+    /// A person's cohorts depend on the intervals holding target and returning events (and,
+    /// for the first-time kinds, on the first target event), so an event that adds neither a
+    /// new interval nor an earlier first changes nothing.
     fn unaffected(&self, memo: &Memo, row: &EventRow) -> bool {
         if !self.global.matches(row, &[]) {
             return true;

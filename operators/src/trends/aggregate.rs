@@ -26,8 +26,8 @@ pub struct TrendsAggregator {
     /// `(series, bucket_s, breakdown)` → value → multiplicity.
     cells: HashMap<(i64, i64, i64), BTreeMap<i64, i64>>,
     /// Each cell's folded number, as the last render computed it; a change to the cell drops
-    /// it. A render after every round otherwise folds every cell again, and a sum over a
-    /// month of distinct prices took a sixth of a core at 50k events/s (perf, session 10).
+    /// it. A render follows every round, and without this it folded every cell again: a sum
+    /// or quantile walks every distinct value of its bucket, and a stream touches one bucket.
     folded: RefCell<HashMap<(i64, i64, i64), f64>>,
     /// Weekly/monthly active on trailing windows: `(series, breakdown)` → person → the buckets
     /// (seconds) the person was active in, with multiplicities, packed ([`pack_points`]): there

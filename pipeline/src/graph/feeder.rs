@@ -335,9 +335,7 @@ impl Feeder {
         }
         self.flush(end)?;
         // Loaded means computed: results read after this reflect everything up to `end`.
-        while self.engine.rounds_in_flight() > 0 {
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        self.wait_for_rounds();
         Ok(Bootstrap {
             log_events,
             ..loaded
@@ -508,11 +506,16 @@ impl Feeder {
             if self.round_events < BOOTSTRAP_ROUND_EVENTS {
                 return Ok(());
             }
-            while self.engine.rounds_in_flight() > 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            self.wait_for_rounds();
         }
         self.flush(offset)
+    }
+
+    /// Waits until the dataflow has computed every round fed.
+    fn wait_for_rounds(&self) {
+        while self.engine.rounds_in_flight() > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Sends the pending round, marking the dataflow as having reached `offset`.
