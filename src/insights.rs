@@ -56,6 +56,10 @@ pub struct Insights {
     /// Whether the feeder loads and extends the checkpoint of its input.
     checkpoint: bool,
     registered: Mutex<BTreeMap<(ProjectId, u64), Registered>>,
+    /// Every live stored definition, including those whose query no longer builds. Reads
+    /// answer from here: a read transaction on the state store waited up to 100 ms behind the
+    /// materializer's and the checkpoint's commits.
+    definitions: RwLock<BTreeMap<(ProjectId, u64), Arc<Definition>>>,
     /// Bumped whenever `registered` changes: a set installed before a load is still current
     /// after it if this has not moved.
     generation: AtomicU64,
@@ -82,8 +86,11 @@ impl Insights {
         let interner = Interner::new();
         let mut registered = BTreeMap::new();
         let mut projection = Projection::default();
+        let mut stored = BTreeMap::new();
         for project in definitions::projects_with(&store, KIND)? {
             for def in definitions::list(&store, project, KIND, false)? {
+                let def = Arc::new(def);
+                stored.insert((project, def.id), def.clone());
                 let query = stored_query(&def.body).clone();
                 match build(&interner, project, &query) {
                     Ok(op) => {
@@ -105,6 +112,7 @@ impl Insights {
             workers,
             checkpoint,
             registered: Mutex::new(registered),
+            definitions: RwLock::new(stored),
             generation: AtomicU64::new(0),
             projection: Mutex::new(projection),
             rebuild: Arc::new(AtomicBool::new(false)),
@@ -426,9 +434,17 @@ impl Insights {
         Ok(answer)
     }
 
-    /// The state store, for the API's definition reads.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// A live insight's stored definition.
+    pub fn definition(&self, project: ProjectId, id: u64) -> Option<Arc<Definition>> {
+        read(&self.definitions).get(&(project, id)).cloned()
+    }
+
+    /// A project's live insight definitions, by id.
+    pub fn definitions(&self, project: ProjectId) -> Vec<Arc<Definition>> {
+        read(&self.definitions)
+            .range((project, 0)..=(project, u64::MAX))
+            .map(|(_, d)| d.clone())
+            .collect()
     }
 }
 
@@ -437,15 +453,38 @@ pub fn create(
     insights: &Insights,
     project: ProjectId,
     body: Value,
-) -> Result<Result<Definition, QueryError>, StoreError> {
+) -> Result<Result<Arc<Definition>, QueryError>, StoreError> {
     let query = stored_query(&body).clone();
     let op = match insights.build(project, &query) {
         Ok(op) => op,
         Err(e) => return Ok(Err(e.within("query"))),
     };
-    let def = definitions::create(insights.store(), project, KIND, body, None)?;
+    let def = Arc::new(definitions::create(
+        &insights.store,
+        project,
+        KIND,
+        body,
+        None,
+    )?);
+    insights
+        .definitions
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((project, def.id), def.clone());
     insights.register(project, &def, op);
     Ok(Ok(def))
+}
+
+/// Deletes a stored insight and stops maintaining it.
+pub fn delete(insights: &Insights, project: ProjectId, id: u64) -> Result<(), StoreError> {
+    definitions::delete(&insights.store, project, KIND, id)?;
+    insights
+        .definitions
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&(project, id));
+    insights.unregister(project, id);
+    Ok(())
 }
 
 fn build(
@@ -471,6 +510,10 @@ fn needs(op: &dyn InsightOperator) -> Projection {
     p.person_keys.sort();
     p.person_keys.dedup();
     p
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

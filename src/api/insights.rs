@@ -11,7 +11,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, Stream};
-use quill_pipeline::definitions::{self, Definition};
+use quill_pipeline::definitions::Definition;
 use quill_pipeline::event::ProjectId;
 use quill_pipeline::graph::Published;
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{json_object_body, ApiError, AppState};
-use crate::insights::{self, KIND};
+use crate::insights;
 
 /// Longest a `refresh=blocking` read waits for the result to include earlier writes.
 const BLOCKING_WAIT: Duration = Duration::from_secs(30);
@@ -94,14 +94,14 @@ struct StreamFrame<'a> {
     log_offset: u64,
 }
 
-fn find(state: &AppState, project: ProjectId, id: &str) -> Result<Definition, ApiError> {
+fn find(state: &AppState, project: ProjectId, id: &str) -> Result<Arc<Definition>, ApiError> {
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::invalid("id", format!("`{id}` is not an insight id")))?;
-    match definitions::get(&state.store, project, KIND, id)? {
-        Some(def) if !def.deleted => Ok(def),
-        _ => Err(ApiError::not_found(format!("insight {id}"))),
-    }
+    state
+        .insights
+        .definition(project, id)
+        .ok_or_else(|| ApiError::not_found(format!("insight {id}")))
 }
 
 pub async fn create(
@@ -137,7 +137,7 @@ pub async fn list(
     Path(project): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let project = state.project(&project)?;
-    let defs = definitions::list(&state.store, project, KIND, false)?;
+    let defs = state.insights.definitions(project);
     let results: Vec<Value> = defs
         .iter()
         .map(|d| {
@@ -178,8 +178,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let project = state.project(&project)?;
     let def = find(&state, project, &id)?;
-    definitions::delete(&state.store, project, KIND, def.id)?;
-    state.insights.unregister(project, def.id);
+    insights::delete(&state.insights, project, def.id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -189,7 +188,7 @@ pub async fn stream(
     Path((project, id)): Path<(String, String)>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let project = state.project(&project)?;
-    let def = find(&state, project, &id)?;
+    let id = find(&state, project, &id)?.id;
     let changes = state.insights.subscribe();
     let closing = state.insights.closing();
     let start = (state, changes, closing, None::<(i64, u64)>);
@@ -200,11 +199,11 @@ pub async fn stream(
                 if *closing.borrow() {
                     return None;
                 }
-                let current = state.insights.result(project, def.id);
+                let current = state.insights.result(project, id);
                 let stamp = current.as_ref().map(|p| (p.refreshed_at_us, p.offset));
                 if let Some(p) = current.filter(|_| stamp != last) {
                     let frame = StreamFrame {
-                        id: def.id,
+                        id: id,
                         result: p.result_json(),
                         last_refresh: iso_us(p.refreshed_at_us),
                         log_offset: p.offset,

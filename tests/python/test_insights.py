@@ -168,3 +168,18 @@ def test_a_malformed_query_names_the_field(quill: Quill):
     r = quill.http.post(f"{quill.url}/api/projects/1/insights", json={"name": "x", "query": bad})
     assert r.status_code == 400
     assert r.json()["attr"] == "query.series[0].math"
+
+
+def test_a_deleted_insight_leaves_the_list_and_stops_answering(quill: Quill):
+    kept = register(quill, "kept", TREND)
+    gone = register(quill, "gone", FUNNEL)
+    listed = quill.http.get(f"{quill.url}/api/projects/1/insights").json()["results"]
+    assert [(i["id"], i["name"]) for i in listed] == [(kept, "kept"), (gone, "gone")], listed
+
+    r = quill.http.delete(f"{quill.url}/api/projects/1/insights/{gone}")
+    assert r.status_code == 204, r.text
+    assert quill.http.get(f"{quill.url}/api/projects/1/insights/{gone}").status_code == 404
+    assert quill.http.delete(f"{quill.url}/api/projects/1/insights/{gone}").status_code == 404
+    listed = quill.http.get(f"{quill.url}/api/projects/1/insights").json()["results"]
+    assert [i["id"] for i in listed] == [kept], listed
+    assert read(quill, kept)["name"] == "kept"

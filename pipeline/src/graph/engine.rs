@@ -293,7 +293,12 @@ impl Collector {
         for (slot, id) in state.ids.iter().enumerate() {
             if state.dirty[slot] || first {
                 state.dirty[slot] = false;
-                rendered.push((*id, Arc::new(state.aggregators[slot].render())));
+                let result =
+                    Published::new(Arc::new(state.aggregators[slot].render()), offset, now);
+                // Serialized here rather than by its first reader: a large result took that
+                // reader milliseconds, and every read after a publication could be that reader.
+                result.result_json();
+                rendered.push((*id, result));
             }
         }
         let live: HashSet<u64> = state.ids.iter().copied().collect();
@@ -303,7 +308,7 @@ impl Collector {
                 published.retain(|id, _| live.contains(id));
             }
             for (id, result) in rendered {
-                published.insert(id, Published::new(result, offset, now));
+                published.insert(id, result);
             }
             // Results that did not change still reflect the newer offset.
             for id in &live {
