@@ -203,7 +203,7 @@ pub async fn stream(
                 let stamp = current.as_ref().map(|p| (p.refreshed_at_us, p.offset));
                 if let Some(p) = current.filter(|_| stamp != last) {
                     let frame = StreamFrame {
-                        id: id,
+                        id,
                         result: p.result_json(),
                         last_refresh: iso_us(p.refreshed_at_us),
                         log_offset: p.offset,
