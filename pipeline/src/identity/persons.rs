@@ -67,19 +67,8 @@ pub struct PersonWriter<'txn> {
 /// It is valid across transactions only while it follows every committed write, which holds for
 /// the materializer (the only writer of persons), as long as it drops the cache whenever a
 /// transaction fails to commit.
-///
-/// It keeps two generations. When the newer fills it becomes the older, and the older is
-/// dropped; a hit in the older moves the entry to the newer. Active persons so stay cached
-/// however many inactive ones pass through. Starting over instead, at 500k persons, cleared the
-/// active ones too, and half the materializer's time went to redb lookups.
 #[derive(Debug, Default)]
 pub struct PersonCache {
-    newer: CacheGeneration,
-    older: CacheGeneration,
-}
-
-#[derive(Debug, Default)]
-struct CacheGeneration {
     /// Distinct id → person id (`None`: known to be unmapped).
     ids: HashMap<ProjectId, HashMap<String, Option<u64>>>,
     /// Person rows (`None`: known not to exist).
@@ -87,54 +76,13 @@ struct CacheGeneration {
     entries: usize,
 }
 
-/// Entries past which the newer generation becomes the older: the cache holds at most twice
-/// this.
-const GENERATION_ENTRIES: usize = 200_000;
+/// Entries past which a cache starts over, to bound its memory.
+const CACHE_ENTRIES: usize = 200_000;
 
 impl PersonCache {
     fn bound(&mut self) {
-        if self.newer.entries > GENERATION_ENTRIES {
-            self.older = std::mem::take(&mut self.newer);
-        }
-    }
-
-    fn id(&mut self, project: ProjectId, distinct_id: &str) -> Option<Option<u64>> {
-        if let Some(id) = self
-            .newer
-            .ids
-            .get(&project)
-            .and_then(|ids| ids.get(distinct_id))
-        {
-            return Some(*id);
-        }
-        let id = self.older.ids.get_mut(&project)?.remove(distinct_id)?;
-        self.set_id(project, distinct_id, id);
-        Some(id)
-    }
-
-    fn set_id(&mut self, project: ProjectId, distinct_id: &str, id: Option<u64>) {
-        let ids = self.newer.ids.entry(project).or_default();
-        match ids.get_mut(distinct_id) {
-            Some(slot) => *slot = id,
-            None => {
-                ids.insert(distinct_id.to_string(), id);
-                self.newer.entries += 1;
-            }
-        }
-    }
-
-    fn row(&mut self, project: ProjectId, id: u64) -> Option<Option<Person>> {
-        if let Some(row) = self.newer.rows.get(&(project, id)) {
-            return Some(row.clone());
-        }
-        let row = self.older.rows.remove(&(project, id))?;
-        self.set_row(project, id, row.clone());
-        Some(row)
-    }
-
-    fn set_row(&mut self, project: ProjectId, id: u64, row: Option<Person>) {
-        if self.newer.rows.insert((project, id), row).is_none() {
-            self.newer.entries += 1;
+        if self.entries > CACHE_ENTRIES {
+            *self = Self::default();
         }
     }
 }
@@ -188,28 +136,50 @@ impl<'txn> PersonWriter<'txn> {
         project: ProjectId,
         distinct_id: &str,
     ) -> Result<Option<u64>, StoreError> {
-        if let Some(id) = self.cache.id(project, distinct_id) {
-            return Ok(id);
+        if let Some(id) = self
+            .cache
+            .ids
+            .get(&project)
+            .and_then(|ids| ids.get(distinct_id))
+        {
+            return Ok(*id);
         }
         let id = self
             .distinct_ids
             .get((project, distinct_id))?
             .map(|v| v.value());
-        self.cache.set_id(project, distinct_id, id);
+        self.cache_id(project, distinct_id, id);
         Ok(id)
+    }
+
+    fn cache_id(&mut self, project: ProjectId, distinct_id: &str, id: Option<u64>) {
+        let ids = self.cache.ids.entry(project).or_default();
+        match ids.get_mut(distinct_id) {
+            Some(slot) => *slot = id,
+            None => {
+                ids.insert(distinct_id.to_string(), id);
+                self.cache.entries += 1;
+            }
+        }
     }
 
     /// Loads a person row.
     pub fn load(&mut self, project: ProjectId, id: u64) -> Result<Option<Person>, StoreError> {
-        if let Some(row) = self.cache.row(project, id) {
-            return Ok(row);
+        if let Some(row) = self.cache.rows.get(&(project, id)) {
+            return Ok(row.clone());
         }
         let row = match self.persons.get((project, id))? {
             Some(v) => Some(from_json::<Person>("person", v.value())?),
             None => None,
         };
-        self.cache.set_row(project, id, row.clone());
+        self.cache_row(project, id, row.clone());
         Ok(row)
+    }
+
+    fn cache_row(&mut self, project: ProjectId, id: u64, row: Option<Person>) {
+        if self.cache.rows.insert((project, id), row).is_none() {
+            self.cache.entries += 1;
+        }
     }
 
     /// Stores a person row and its distinct-id mappings.
@@ -220,10 +190,9 @@ impl<'txn> PersonWriter<'txn> {
         for did in &person.distinct_ids {
             self.distinct_ids
                 .insert((person.project, did.as_str()), person.id)?;
-            self.cache.set_id(person.project, did, Some(person.id));
+            self.cache_id(person.project, did, Some(person.id));
         }
-        self.cache
-            .set_row(person.project, person.id, Some(person.clone()));
+        self.cache_row(person.project, person.id, Some(person.clone()));
         Ok(())
     }
 
@@ -266,11 +235,11 @@ impl<'txn> PersonWriter<'txn> {
         for did in &person.distinct_ids {
             if self.person_id(person.project, did)? == Some(person.id) {
                 self.distinct_ids.remove((person.project, did.as_str()))?;
-                self.cache.set_id(person.project, did, None);
+                self.cache_id(person.project, did, None);
             }
         }
         self.persons.remove((person.project, person.id))?;
-        self.cache.set_row(person.project, person.id, None);
+        self.cache_row(person.project, person.id, None);
         self.uuids.remove((person.project, person.uuid.as_u128()))?;
         Ok(())
     }
@@ -367,42 +336,5 @@ impl PersonReader {
             }
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_active_entry_outlives_a_stream_of_inactive_ones() {
-        let mut cache = PersonCache::default();
-        cache.set_id(1, "active", Some(7));
-        cache.set_row(1, 7, None);
-        let passing = GENERATION_ENTRIES as u64 * 5;
-        for i in 0..passing {
-            cache.set_id(1, &format!("once-{i}"), Some(i));
-            // The materializer bounds the cache once per batch; the active person shows up
-            // in every one.
-            if i % 1000 == 0 {
-                cache.bound();
-                assert_eq!(cache.id(1, "active"), Some(Some(7)), "after {i}");
-                assert_eq!(cache.row(1, 7), Some(None), "after {i}");
-            }
-        }
-        assert_eq!(cache.id(1, "once-0"), None);
-        assert!(cache.newer.entries + cache.older.entries <= 2 * GENERATION_ENTRIES + 1002);
-    }
-
-    #[test]
-    fn a_write_shadows_the_older_generation_and_outlives_it() {
-        let mut cache = PersonCache::default();
-        cache.set_id(1, "a", Some(1));
-        cache.older = std::mem::take(&mut cache.newer);
-        cache.set_id(1, "a", None);
-        assert_eq!(cache.id(1, "a"), Some(None));
-        cache.older = std::mem::take(&mut cache.newer);
-        assert_eq!(cache.id(1, "a"), Some(None));
-        assert_eq!(cache.id(2, "a"), None);
     }
 }
