@@ -183,8 +183,8 @@ impl Insights {
                 });
             }
             *lock(&self.bootstrap) = loaded;
-            *self.fed.write().unwrap_or_else(|e| e.into_inner()) = feeder.cursor();
-            *self.engine.write().unwrap_or_else(|e| e.into_inner()) = Some(engine);
+            *write(&self.fed) = feeder.cursor();
+            *write(&self.engine) = Some(engine);
             // Only insights registered or changed during the load need a new set.
             if installed.ok() != Some(self.generation.load(Ordering::SeqCst)) {
                 if let Err(e) = self.install() {
@@ -206,10 +206,7 @@ impl Insights {
 
     /// The engine, once loaded.
     fn engine(&self) -> Option<Arc<Engine>> {
-        self.engine
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        read(&self.engine).clone()
     }
 
     /// Installs the registered insights as the live set (when the engine is loaded).
@@ -334,10 +331,7 @@ impl Insights {
 
     /// The log offset the dataflow has been fed up to.
     pub fn fed_offset(&self) -> u64 {
-        self.fed
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .load(Ordering::Acquire)
+        read(&self.fed).load(Ordering::Acquire)
     }
 
     /// How the current engine was loaded: from the checkpoint up to which offset, and how many
@@ -362,7 +356,7 @@ impl Insights {
             return false;
         }
         loop {
-            let fed = self.fed.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let fed = read(&self.fed).clone();
             if fed.load(Ordering::Acquire) >= target {
                 return true;
             }
@@ -466,11 +460,7 @@ pub fn create(
         body,
         None,
     )?);
-    insights
-        .definitions
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert((project, def.id), def.clone());
+    write(&insights.definitions).insert((project, def.id), def.clone());
     insights.register(project, &def, op);
     Ok(Ok(def))
 }
@@ -478,11 +468,7 @@ pub fn create(
 /// Deletes a stored insight and stops maintaining it.
 pub fn delete(insights: &Insights, project: ProjectId, id: u64) -> Result<(), StoreError> {
     definitions::delete(&insights.store, project, KIND, id)?;
-    insights
-        .definitions
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&(project, id));
+    write(&insights.definitions).remove(&(project, id));
     insights.unregister(project, id);
     Ok(())
 }
@@ -514,6 +500,10 @@ fn needs(op: &dyn InsightOperator) -> Projection {
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
