@@ -84,6 +84,7 @@ impl Materializer {
         let txn = self.store.db().begin_write().map_err(StoreError::from)?;
         let identity;
         let cache;
+        let misses;
         {
             let mut persons = PersonWriter::open_cached(&txn, std::mem::take(&mut self.persons))?;
             let mut groups = GroupWriter::open(&txn)?;
@@ -131,6 +132,7 @@ impl Materializer {
             };
             let mut meta = txn.open_table(META).map_err(StoreError::from)?;
             meta.insert(CURSOR, batch.next).map_err(StoreError::from)?;
+            misses = persons.take_misses();
             cache = persons.into_cache();
         }
         self.sync.commit(txn)?;
@@ -139,6 +141,7 @@ impl Materializer {
         tracing::debug!(
             records = applied,
             next = batch.next,
+            person_lookups = misses,
             ms = started.elapsed().as_millis() as u64,
             "materialized a batch"
         );

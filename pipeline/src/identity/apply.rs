@@ -120,6 +120,9 @@ pub fn apply_event(
     };
     if person.is_none() {
         person = match persons.person_id(project, did)? {
+            // Most events neither identify nor set anything: knowing the person exists is
+            // enough, and loading its row would cost a lookup and a parse per event.
+            Some(_) if !identifies && !changes_properties(props) => return Ok(()),
             Some(id) => persons.load(project, id)?,
             None => None,
         };
@@ -213,6 +216,13 @@ fn merge(
         }
     }
     persons.save(target)
+}
+
+/// Whether `props` hold anything [`update_properties`] would apply.
+fn changes_properties(props: &Map<String, Value>) -> bool {
+    ["$set", "$set_once", "$unset"]
+        .iter()
+        .any(|key| props.contains_key(*key))
 }
 
 /// Applies `$set_once`, then `$set`, then `$unset`. Returns whether anything changed.
