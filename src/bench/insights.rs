@@ -390,6 +390,9 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
         }
     }
     latencies.sort_by(f64::total_cmp);
+    if let Some(path) = std::env::var_os("QUILL_BENCH_TIMELINE") {
+        write_timeline(&path, stream_started, &acks, &updates)?;
+    }
 
     // Reading a maintained result over HTTP.
     let mut reads = Vec::new();
@@ -440,6 +443,30 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
     }
     println!("  {heap_line}");
     Ok(ids)
+}
+
+/// Writes every acknowledgement and every insight update of the stream as CSV
+/// (`kind,insight,ms since the stream started,log offset`), for finding where freshness goes.
+fn write_timeline(
+    path: &std::ffi::OsStr,
+    started: Instant,
+    acks: &[(Instant, u64)],
+    updates: &[Timeline],
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let ms = |at: &Instant| at.saturating_duration_since(started).as_secs_f64() * 1000.0;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(f, "kind,insight,ms,offset")?;
+    for (at, offset) in acks {
+        writeln!(f, "ack,,{:.1},{offset}", ms(at))?;
+    }
+    for (insight, timeline) in updates.iter().enumerate() {
+        for (at, offset) in timeline {
+            writeln!(f, "update,{insight},{:.1},{offset}", ms(at))?;
+        }
+    }
+    f.flush()?;
+    Ok(())
 }
 
 /// The server's live heap bytes.
