@@ -12,12 +12,6 @@
 //! are grouped per (slot, person) and packed ([`super::packed`]): a day's cell and its count
 //! take a few bytes.
 //!
-//! The busiest persons are touched in every round, and unpacking and repacking all of such a
-//! person's cells for each round was a fifth of the worker's time at 50k events/s (perf,
-//! session 12). So the cells of a recently touched (slot, person) stay unpacked, in a small
-//! table bounded in keys and in rounds since their last touch, and are packed when they leave
-//! it.
-//!
 //! Updates wait until their time is complete (the input frontier has passed it), then apply in
 //! time order, so the output at every complete time is exactly the distinct input.
 
@@ -44,67 +38,6 @@ type Pending = BTreeMap<Time, (Capability<Time>, Vec<(Counted, isize)>)>;
 /// One (slot, person)'s cells and their multiplicities, sorted by cell.
 type Cells = Vec<((Cell, bool), isize)>;
 
-/// Keys past which unpacked cells are packed even if recently touched: each holds a busy
-/// person's cells at ~56 bytes a cell, so this bounds the table to tens of megabytes.
-const HOT_KEYS: usize = 16_384;
-/// Rounds without a touch after which a key's cells are packed.
-const HOT_ROUNDS: Time = 4;
-
-/// Every (slot, person)'s cells: packed, or unpacked while recently touched.
-#[derive(Default)]
-struct CellTable {
-    packed: HashMap<(u32, PersonKey), Box<[u8]>>,
-    /// Unpacked cells, with the last time that touched them.
-    hot: HashMap<(u32, PersonKey), (Cells, Time)>,
-    packer: Packer,
-}
-
-impl CellTable {
-    /// The cells of `key`, unpacked (and so made hot) if needed, marked touched at `t`.
-    fn touch(&mut self, key: (u32, PersonKey), t: Time) -> &mut Cells {
-        let packed = &mut self.packed;
-        let (cells, touched) = self.hot.entry(key).or_insert_with(|| {
-            let mut cells = Cells::new();
-            if let Some(bytes) = packed.remove(&key) {
-                unpack(&bytes, &mut cells);
-            }
-            (cells, t)
-        });
-        *touched = t;
-        cells
-    }
-
-    /// Forgets `key` if it has no cells left.
-    fn drop_if_empty(&mut self, key: &(u32, PersonKey)) {
-        if self.hot.get(key).is_some_and(|(cells, _)| cells.is_empty()) {
-            self.hot.remove(key);
-        }
-    }
-
-    /// Packs the cells untouched for [`HOT_ROUNDS`] before `now`; past [`HOT_KEYS`], those
-    /// untouched at `now`; and if that is still too many, all of them.
-    fn cool(&mut self, now: Time) {
-        let (packed, packer) = (&mut self.packed, &mut self.packer);
-        let mut pack_where = |hot: &mut HashMap<(u32, PersonKey), (Cells, Time)>,
-                              cold: &dyn Fn(Time) -> bool| {
-            hot.retain(|key, (cells, touched)| {
-                if !cold(*touched) {
-                    return true;
-                }
-                packed.insert(*key, pack(cells, packer));
-                false
-            });
-        };
-        pack_where(&mut self.hot, &|t| t.saturating_add(HOT_ROUNDS) <= now);
-        if self.hot.len() > HOT_KEYS {
-            pack_where(&mut self.hot, &|t| t < now);
-        }
-        if self.hot.len() > HOT_KEYS {
-            pack_where(&mut self.hot, &|_| true);
-        }
-    }
-}
-
 /// The cells of `input` present with a positive multiplicity, each once per (slot, person), as
 /// `(slot, cell)`.
 ///
@@ -119,8 +52,10 @@ pub(super) fn distinct_cells<'s>(
             Pipeline,
             "DistinctCells",
             |_, _| {
-                let mut table = CellTable::default();
+                let mut counts: HashMap<(u32, PersonKey), Box<[u8]>> = HashMap::new();
                 let mut pending: Pending = BTreeMap::new();
+                let mut cells: Cells = Vec::new();
+                let mut packer = Packer::default();
                 move |(input, frontier), output| {
                     input.for_each(|cap, data| {
                         for (d, t, r) in data.drain(..) {
@@ -131,13 +66,11 @@ pub(super) fn distinct_cells<'s>(
                                 .push((d, r));
                         }
                     });
-                    let mut latest = None;
                     while let Some(entry) = pending.first_entry() {
                         let t = *entry.key();
                         if frontier.less_equal(&t) {
                             break;
                         }
-                        latest = Some(t);
                         let (cap, mut updates) = entry.remove();
                         // Sorted by (slot, person), so each one's cells unpack once.
                         consolidate(&mut updates);
@@ -148,9 +81,12 @@ pub(super) fn distinct_cells<'s>(
                             let n = rest.iter().take_while(|((k, _), _)| *k == key).count();
                             let (group, tail) = rest.split_at(n);
                             rest = tail;
-                            let cells = table.touch(key, t);
+                            cells.clear();
+                            if let Some(packed) = counts.get(&key) {
+                                unpack(packed, &mut cells);
+                            }
                             for ((_, value), r) in group {
-                                let (old, new) = apply(cells, *value, *r);
+                                let (old, new) = apply(&mut cells, *value, *r);
                                 let change = isize::from(new > 0) - isize::from(old > 0);
                                 if change != 0 {
                                     let (cell, actor) = *value;
@@ -162,11 +98,12 @@ pub(super) fn distinct_cells<'s>(
                                     session.give(((*slot, cell), t, change));
                                 }
                             }
-                            table.drop_if_empty(&key);
+                            if cells.is_empty() {
+                                counts.remove(&key);
+                            } else {
+                                counts.insert(key, pack(&cells, &mut packer));
+                            }
                         }
-                    }
-                    if let Some(t) = latest {
-                        table.cool(t);
                     }
                 }
             },
