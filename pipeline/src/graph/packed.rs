@@ -33,11 +33,32 @@ impl Packer {
         self.bytes.extend_from_slice(&scratch[..n]);
     }
 
+    /// Appends bytes another packer wrote.
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// Whether nothing has been appended since the last finish.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
     /// The bytes appended so far, exactly sized; the packer is left empty for reuse.
     pub fn finish(&mut self) -> Box<[u8]> {
         let packed = Box::from(&self.bytes[..]);
         self.bytes.clear();
         packed
+    }
+
+    /// Like [`Packer::finish`], into `slot`: overwritten in place when the size is unchanged,
+    /// which saves an allocation and a free per rewrite of the same state.
+    pub fn finish_into(&mut self, slot: &mut Box<[u8]>) {
+        if slot.len() == self.bytes.len() {
+            slot.copy_from_slice(&self.bytes);
+            self.bytes.clear();
+        } else {
+            *slot = self.finish();
+        }
     }
 }
 
@@ -69,6 +90,11 @@ impl<'a> Unpacker<'a> {
     /// Whether every byte has been read.
     pub fn is_done(&self) -> bool {
         self.bytes.is_empty()
+    }
+
+    /// The bytes not read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        self.bytes
     }
 
     fn next<T: VarInt + Default>(&mut self) -> T {
