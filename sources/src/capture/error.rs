@@ -73,6 +73,9 @@ pub enum CaptureError {
     /// The log could not store the events; the client should retry.
     #[error("the event log is unavailable: {0}")]
     Storage(String),
+    /// Quill failed while handling the request (a bug); nothing was stored.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl CaptureError {
@@ -85,6 +88,7 @@ impl CaptureError {
                 StatusCode::UNAUTHORIZED
             }
             Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -108,6 +112,7 @@ impl CaptureError {
             TokenMismatch => "token_mismatch",
             UnknownToken => "unknown_token",
             Storage(_) => "storage_unavailable",
+            Internal(_) => "internal_error",
         }
     }
 
@@ -116,7 +121,7 @@ impl CaptureError {
     pub fn body(&self) -> Value {
         let kind = match self.status() {
             StatusCode::UNAUTHORIZED => "authentication_error",
-            StatusCode::SERVICE_UNAVAILABLE => "server_error",
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR => "server_error",
             _ => "validation_error",
         };
         let mut body = json!({"type": kind, "code": self.code(), "detail": self.to_string()});
