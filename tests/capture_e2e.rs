@@ -55,14 +55,6 @@ fn every_encoding_is_stored_once_with_its_properties() {
         batch,
     );
 
-    // Large bodies are decoded and validated off the async workers: the same result.
-    let batch: Vec<Value> = (0..400)
-        .map(|i| event("large", &format!("u-large-{i}")))
-        .collect();
-    let body = json!({"api_key": TOKEN, "batch": batch}).to_string();
-    assert!(body.len() > 32 * 1024, "{} bytes", body.len());
-    send("large batch", "/batch/", &[JSON], body.into_bytes(), batch);
-
     let e = event("batch", "u-batch");
     let body = json!({"api_key": TOKEN, "batch": [e.clone()], "sent_at": "2030-01-01T00:00:00Z"});
     send(
@@ -251,21 +243,6 @@ fn every_error_status_with_a_body_that_names_the_problem() {
         json
     };
     check("empty body", "/e/", &[JSON], vec![], 400, "empty_payload");
-    let mut batch: Vec<Value> = (0..400)
-        .map(|i| event("large", &format!("u-large-{i}")))
-        .collect();
-    batch[399]["event"] = json!("");
-    let large = check(
-        "one bad event in a large batch",
-        "/batch/",
-        &[JSON],
-        json!({"api_key": TOKEN, "batch": batch})
-            .to_string()
-            .into_bytes(),
-        400,
-        "missing_field",
-    );
-    assert_eq!(large["index"], 399, "{large}");
     check(
         "unknown compression",
         "/e/?compression=brotli",

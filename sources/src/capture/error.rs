@@ -73,9 +73,6 @@ pub enum CaptureError {
     /// The log could not store the events; the client should retry.
     #[error("the event log is unavailable: {0}")]
     Storage(String),
-    /// Quill failed while handling the request (a bug); nothing was stored.
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 impl CaptureError {
@@ -88,7 +85,6 @@ impl CaptureError {
                 StatusCode::UNAUTHORIZED
             }
             Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -112,7 +108,6 @@ impl CaptureError {
             TokenMismatch => "token_mismatch",
             UnknownToken => "unknown_token",
             Storage(_) => "storage_unavailable",
-            Internal(_) => "internal_error",
         }
     }
 
@@ -121,7 +116,7 @@ impl CaptureError {
     pub fn body(&self) -> Value {
         let kind = match self.status() {
             StatusCode::UNAUTHORIZED => "authentication_error",
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR => "server_error",
+            StatusCode::SERVICE_UNAVAILABLE => "server_error",
             _ => "validation_error",
         };
         let mut body = json!({"type": kind, "code": self.code(), "detail": self.to_string()});

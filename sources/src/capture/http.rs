@@ -21,10 +21,6 @@ pub const EVENT_ROUTE_LIMIT: usize = 2 * 1024 * 1024;
 pub const BATCH_ROUTE_LIMIT: usize = 20 * 1024 * 1024;
 /// `_` values before 2021 are stale client clocks, not send times.
 const MIN_PLAUSIBLE_SENT_AT_MS: i64 = 1_609_459_200_000;
-/// Bodies from this size are decoded and validated on the blocking pool. A batch of 1,000
-/// events takes milliseconds of CPU; on the async workers it held up every other request, and
-/// reads of maintained insights waited behind it (p99 7 ms while streaming 50k events/s).
-const OFFLOAD_BYTES: usize = 32 * 1024;
 
 #[derive(Clone, Copy)]
 struct RouteKind {
@@ -110,7 +106,7 @@ async fn handle(
                 &parts.headers,
                 parts.extensions.get::<ConnectInfo<SocketAddr>>(),
             );
-            match receive(capture, &parts.headers, parts.uri.query(), body, kind, ip).await {
+            match receive(&capture, &parts.headers, parts.uri.query(), body, kind, ip).await {
                 Ok(beacon) if beacon => StatusCode::NO_CONTENT.into_response(),
                 Ok(_) => Json(json!({"status": 1})).into_response(),
                 Err(error) => {
@@ -133,7 +129,7 @@ async fn handle(
 
 /// Reads, decodes, validates and stores one request. Returns whether it was a beacon.
 async fn receive(
-    capture: Arc<Capture>,
+    capture: &Capture,
     headers: &HeaderMap,
     query: Option<&str>,
     body: Body,
@@ -176,37 +172,22 @@ async fn receive(
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let owned = |value: Option<&str>| value.map(str::to_owned);
-    let data_param = owned(param("data"));
-    let content_type = owned(header_str(header::CONTENT_TYPE));
-    let content_encoding = owned(header_str(header::CONTENT_ENCODING));
+    let raw = RawPayload {
+        data_param: param("data"),
+        body: &bytes,
+        content_type: header_str(header::CONTENT_TYPE),
+        content_encoding: header_str(header::CONTENT_ENCODING),
+        compression,
+        legacy: kind.legacy,
+    };
+    let text = decode::decode(&raw)?;
     let info = RequestInfo {
         now_us: quill_pipeline::event::now_us(),
         sent_at_us,
         ip,
         engage: kind.engage,
     };
-    let offload = bytes.len() >= OFFLOAD_BYTES;
-    let preparing = capture.clone();
-    let prepare = move || {
-        let raw = RawPayload {
-            data_param: data_param.as_deref(),
-            body: &bytes,
-            content_type: content_type.as_deref(),
-            content_encoding: content_encoding.as_deref(),
-            compression,
-            legacy: kind.legacy,
-        };
-        let text = decode::decode(&raw)?;
-        preparing.prepare(&text, &info)
-    };
-    let prepared = if offload {
-        tokio::task::spawn_blocking(prepare)
-            .await
-            .map_err(|e| CaptureError::Internal(format!("decoding the request failed: {e}")))??
-    } else {
-        prepare()?
-    };
+    let prepared = capture.prepare(&text, &info)?;
     capture.store(prepared).await?;
     Ok(beacon)
 }
