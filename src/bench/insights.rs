@@ -355,16 +355,11 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
             let mut every = tokio::time::interval(Duration::from_millis(20));
             for i in 0.. {
                 every.tick().await;
-                let t = Instant::now();
-                let url = format!("{base}/api/projects/1/insights/{}", ids[i % ids.len()]);
-                let Ok(r) = client.get(url).header("authorization", &auth).send().await else {
+                let Ok(ms) = timed_read(&client, &base, &auth, ids[i % ids.len()]).await else {
                     break;
                 };
-                if r.bytes().await.is_err() {
-                    break;
-                }
                 if let Ok(mut reads) = reads.lock() {
-                    reads.push(t.elapsed().as_secs_f64() * 1000.0);
+                    reads.push(ms);
                 }
             }
         })
@@ -429,15 +424,7 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
     // Reading a maintained result over HTTP.
     let mut reads = Vec::new();
     for i in 0..1000 {
-        let id = ids[i % ids.len()];
-        let t = Instant::now();
-        let r = client
-            .get(format!("{base}/api/projects/1/insights/{id}"))
-            .header("authorization", &auth)
-            .send()
-            .await?;
-        let _ = r.bytes().await?;
-        reads.push(t.elapsed().as_secs_f64() * 1000.0);
+        reads.push(timed_read(&client, &base, &auth, ids[i % ids.len()]).await?);
     }
     reads.sort_by(f64::total_cmp);
 
@@ -478,6 +465,23 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
     }
     println!("  {heap_line}");
     Ok(ids)
+}
+
+/// Milliseconds to GET one maintained insight, body included.
+async fn timed_read(
+    client: &reqwest::Client,
+    base: &str,
+    auth: &str,
+    id: u64,
+) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let r = client
+        .get(format!("{base}/api/projects/1/insights/{id}"))
+        .header("authorization", auth)
+        .send()
+        .await?;
+    let _ = r.bytes().await?;
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// Writes every acknowledgement and every insight update of the stream as CSV
