@@ -144,8 +144,17 @@ pub fn cohorts(marks: &[Mark], grid: &Grid, rule: &Rule) -> Vec<Cohort> {
         .iter()
         .map(|c| *c >= rule.minimum_occurrences.max(1))
         .collect();
+    from_intervals(starts, &qualifies)
+}
+
+/// The cohorts of a person who starts in the intervals `starts` and returns (enough times) in
+/// the intervals where `qualifies` holds: the second half of [`cohorts`], for callers that
+/// know the intervals without the marks.
+pub fn from_intervals(starts: impl IntoIterator<Item = usize>, qualifies: &[bool]) -> Vec<Cohort> {
+    let n = qualifies.len();
     starts
         .into_iter()
+        .filter(|start| *start < n)
         .map(|start| {
             let mut offsets = vec![0u64; words_for(n)];
             offsets[0] = 1;

@@ -307,13 +307,52 @@ impl Retention {
     }
 }
 
-/// Adds one mark (in time order) to a memo.
-fn remember(memo: &mut Memo, mark: &Mark, slot: Option<usize>) {
-    if mark.target && memo[FIRST_TARGET] == i64::MAX {
-        memo[FIRST_TARGET] = mark.ts_ms;
+impl Retention {
+    /// The mark of a row, when a memo-keeping pass would keep it: the memo is kept only for
+    /// queries without person filters, so no person properties are needed.
+    fn memo_mark(&self, row: &EventRow) -> Option<Mark> {
+        if !self.global.matches(row, &[]) {
+            return None;
+        }
+        let mark = Mark {
+            ts_ms: row.ts_ms,
+            target: self.target.matches(row, &[]),
+            target_name: self.target.matches_event(row),
+            returning: self.returning.matches(row, &[]),
+        };
+        (mark.target_name || mark.returning).then_some(mark)
     }
-    if mark.target_name && memo[FIRST_NAME] == i64::MAX {
-        memo[FIRST_NAME] = mark.ts_ms;
+
+    /// A person's cohorts as [`cohort::cohorts`] computes them from the marks, here from the
+    /// memo those marks left: with one breakdown group and returns counted once, the interval
+    /// sets and the first times are all the cohorts depend on.
+    fn cohorts_of(&self, memo: &Memo) -> Vec<cohort::Cohort> {
+        let n = self.grid.len();
+        let has = |mask: i64, i: usize| mask & (1 << i) != 0;
+        let interval = |ts: i64| (ts != i64::MAX).then(|| self.grid.index(ts)).flatten();
+        let starts: Vec<usize> = match self.rule.cohort {
+            CohortRule::Recurring => (0..n).filter(|i| has(memo[TARGETS], *i)).collect(),
+            CohortRule::FirstMatching => interval(memo[FIRST_TARGET]).into_iter().collect(),
+            // Target events have the target's name, so the first of them is the first named
+            // one exactly when that one (or one at its instant) matches.
+            CohortRule::FirstEver => (memo[FIRST_NAME] == memo[FIRST_TARGET])
+                .then(|| interval(memo[FIRST_NAME]))
+                .flatten()
+                .into_iter()
+                .collect(),
+        };
+        let qualifies: Vec<bool> = (0..n).map(|i| has(memo[RETURNS], i)).collect();
+        cohort::from_intervals(starts, &qualifies)
+    }
+}
+
+/// Adds one mark (in any order) to a memo.
+fn remember(memo: &mut Memo, mark: &Mark, slot: Option<usize>) {
+    if mark.target {
+        memo[FIRST_TARGET] = memo[FIRST_TARGET].min(mark.ts_ms);
+    }
+    if mark.target_name {
+        memo[FIRST_NAME] = memo[FIRST_NAME].min(mark.ts_ms);
     }
     if let Some(i) = slot {
         if mark.target {
@@ -380,6 +419,25 @@ impl InsightOperator for Retention {
         };
         let changes_returns = self.returning.matches(row, &[]) && !known(memo[RETURNS]);
         !(changes_cohort || changes_returns)
+    }
+
+    fn advance(
+        &self,
+        memo: &Memo,
+        rows: &[&EventRow],
+        out: &mut Vec<(Contribution, isize)>,
+    ) -> Option<Memo> {
+        if !self.memo {
+            return None;
+        }
+        let mut memo = *memo;
+        for mark in rows.iter().filter_map(|row| self.memo_mark(row)) {
+            remember(&mut memo, &mark, self.grid.index(mark.ts_ms));
+        }
+        for c in self.cohorts_of(&memo) {
+            out.push((layout::encode(Key::All, c.start, &c.offsets), 1));
+        }
+        Some(memo)
     }
 
     fn aggregator(&self) -> Box<dyn Aggregator> {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use quill_pipeline::graph::{
-    EventRow, InsightOperator, Interner, PersonView, PropValue, Props, Sym,
+    Contribution, EventRow, InsightOperator, Interner, Memo, PersonView, PropValue, Props, Sym,
 };
 use serde_json::{Map, Value};
 
@@ -106,8 +106,9 @@ impl Projected {
     }
 }
 
-/// Checks the memo contract ([`check_memo`]) for every person of `history` and every event
-/// of `extra`, which come later in the log (at any time).
+/// Checks the memo contract ([`check_memo`], [`check_advance`]) for every person of `history`
+/// and every event of `extra`, which come later in the log (at any time), one at a time and
+/// all together.
 pub fn check_memos(
     op: &dyn InsightOperator,
     interner: &Arc<Interner>,
@@ -120,10 +121,66 @@ pub fn check_memos(
         e.offset = 10_000 + i as u64;
     }
     let extra = Projected::new(&extra, op, interner);
+    let all_extra: Vec<&EventRow> = extra.persons.iter().flat_map(|(_, rows)| rows).collect();
     for (person, rows) in &projected.persons {
-        for row in extra.persons.iter().flat_map(|(_, rows)| rows) {
+        for row in &all_extra {
             check_memo(op, *person, rows, row)?;
+            check_advance(op, *person, rows, &[row])?;
         }
+        check_advance(op, *person, rows, &all_extra)?;
+    }
+    Ok(())
+}
+
+/// One person's pass over `rows` (sorted), with its memo when `memo` asks for it; the
+/// contributions sorted.
+fn pass_over(
+    op: &dyn InsightOperator,
+    person: u64,
+    rows: &[&EventRow],
+    memo: bool,
+) -> (Vec<(Contribution, isize)>, Option<Memo>) {
+    let view = PersonView {
+        person,
+        events: rows,
+        props: &[],
+    };
+    let mut out = Vec::new();
+    let m = if memo {
+        op.person_pass_memo(&view, &mut out)
+    } else {
+        op.person_pass(&view, &mut out);
+        None
+    };
+    out.sort();
+    (out, m)
+}
+
+/// Checks [`InsightOperator::advance`] for one person's `rows` (sorted) and new rows `extra`:
+/// when it answers, its contributions and memo are those of a pass over everything.
+pub fn check_advance(
+    op: &dyn InsightOperator,
+    person: u64,
+    rows: &[EventRow],
+    extra: &[&EventRow],
+) -> Result<(), String> {
+    let before: Vec<&EventRow> = rows.iter().collect();
+    let Some(memo) = pass_over(op, person, &before, true).1 else {
+        return Ok(());
+    };
+    let mut advanced = Vec::new();
+    let Some(next) = op.advance(&memo, extra, &mut advanced) else {
+        return Ok(());
+    };
+    advanced.sort();
+    let mut after = before;
+    after.extend(extra.iter().copied());
+    after.sort();
+    let (expected, expected_memo) = pass_over(op, person, &after, true);
+    if (&advanced, Some(next)) != (&expected, expected_memo) {
+        return Err(format!(
+            "advancing memo {memo:?} by {extra:?} gave {advanced:?} and memo {next:?}, a pass {expected:?} and memo {expected_memo:?}"
+        ));
     }
     Ok(())
 }
@@ -137,22 +194,7 @@ pub fn check_memo(
     rows: &[EventRow],
     extra: &EventRow,
 ) -> Result<(), String> {
-    let pass = |rows: &[&EventRow], memo: bool| {
-        let view = PersonView {
-            person,
-            events: rows,
-            props: &[],
-        };
-        let mut out = Vec::new();
-        let m = if memo {
-            op.person_pass_memo(&view, &mut out)
-        } else {
-            op.person_pass(&view, &mut out);
-            None
-        };
-        out.sort();
-        (out, m)
-    };
+    let pass = |rows: &[&EventRow], memo: bool| pass_over(op, person, rows, memo);
     let before: Vec<&EventRow> = rows.iter().collect();
     let (plain, _) = pass(&before, false);
     let (with_memo, memo) = pass(&before, true);

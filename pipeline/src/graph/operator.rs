@@ -114,6 +114,24 @@ pub trait InsightOperator: Send + Sync + 'static {
         false
     }
 
+    /// The pass after adding `rows` (new events, in any order) to the history whose pass
+    /// returned `memo`, computed from the memo alone: returns the new memo and pushes the
+    /// person's contributions to `out`, exactly what [`InsightOperator::person_pass_memo`]
+    /// over the history plus `rows` would. `None` (the default) says the memo does not
+    /// determine them; the runtime then replays the history.
+    ///
+    /// A person's first event of a day changes a daily retention's cohorts, so `unaffected`
+    /// cannot skip it, but the memo's interval sets already say everything the cohorts depend
+    /// on: reading back a long history to learn them again was most of a round's replays.
+    fn advance(
+        &self,
+        _memo: &Memo,
+        _rows: &[&EventRow],
+        _out: &mut Vec<(Contribution, isize)>,
+    ) -> Option<Memo> {
+        None
+    }
+
     /// The absolute bounds (ms) the query's relative dates resolved to when it was built.
     /// Two builds of one query with equal bounds compute the same results, so re-resolving
     /// relative dates keeps a running insight unless its bounds moved: rebuilding one means

@@ -75,7 +75,7 @@ pub(super) fn replay_pass<'s>(
             "InsightReplay",
             move |_, _| {
                 let mut persons: HashMap<PersonKey, Remembered> = HashMap::new();
-                let mut touched: Vec<(PersonKey, Affected)> = Vec::new();
+                let mut touched: Vec<Touched> = Vec::new();
                 let mut runner = SlotRunner {
                     slots,
                     which,
@@ -98,6 +98,8 @@ pub(super) fn replay_pass<'s>(
                                 .unwrap_or(*cap.time())
                                 .max(*cap.time());
                             touched.clear();
+                            // Rows the batch adds, by touched person (`Touched::added`).
+                            let mut added: Vec<&EventRow> = Vec::new();
                             let mut keys = 0usize;
                             let mut cursor = batch.cursor();
                             while let Some(person) = cursor.get_key(batch) {
@@ -107,6 +109,8 @@ pub(super) fn replay_pass<'s>(
                                     &runner.memos[..]
                                 });
                                 let mut affected: Affected = 0;
+                                let from = added.len();
+                                let mut only_additions = known.is_some();
                                 while let Some(item) = cursor.get_val(batch) {
                                     let mut diff = 0;
                                     cursor.map_times(batch, |_, d| diff += *d);
@@ -119,11 +123,21 @@ pub(super) fn replay_pass<'s>(
                                             diff,
                                             known,
                                         );
+                                        match item.as_event() {
+                                            Some(row) if diff == 1 => added.push(row),
+                                            _ => only_additions = false,
+                                        }
                                     }
                                     cursor.step_val(batch);
                                 }
                                 if affected != 0 {
-                                    touched.push((*person, affected));
+                                    touched.push(Touched {
+                                        person: *person,
+                                        affected,
+                                        added: only_additions.then_some((from, added.len())),
+                                    });
+                                } else {
+                                    added.truncate(from);
                                 }
                                 cursor.step_key(batch);
                             }
@@ -138,38 +152,50 @@ pub(super) fn replay_pass<'s>(
                                 continue;
                             };
                             let started = std::time::Instant::now();
-                            let mut replayed_rows = 0usize;
+                            let (mut replayed, mut replayed_rows) = (0usize, 0usize);
                             // Reused across persons: allocating it per person showed in profiles.
                             let mut rows: Vec<&EventRow> = Vec::new();
-                            for (person, affected) in &touched {
-                                let props =
-                                    read_history(&mut history, &storage, person, &upper, &mut rows);
-                                let view = PersonView {
-                                    person: person.1,
-                                    events: &rows,
-                                    props,
+                            let mut emit = |index: u32, c: Contribution, d: isize| {
+                                session.give(((index, SlotCell::Replayed(c)), stamp, d));
+                            };
+                            for t in &touched {
+                                let remembered = persons.remove(&t.person);
+                                runner.load(remembered.as_deref());
+                                let left = match t.added {
+                                    Some((from, to)) => {
+                                        runner.advance(t.affected, &added[from..to], &mut emit)
+                                    }
+                                    None => t.affected,
                                 };
-                                let mut emit = |index: u32, c: Contribution, d: isize| {
-                                    session.give(((index, SlotCell::Replayed(c)), stamp, d));
-                                };
-                                let remembered = persons.remove(person);
-                                let packed = runner.run(
-                                    *affected,
-                                    person,
-                                    &view,
-                                    remembered.as_deref(),
-                                    &mut emit,
-                                );
+                                let mut gone = false;
+                                if left != 0 {
+                                    let props = read_history(
+                                        &mut history,
+                                        &storage,
+                                        &t.person,
+                                        &upper,
+                                        &mut rows,
+                                    );
+                                    let view = PersonView {
+                                        person: t.person.1,
+                                        events: &rows,
+                                        props,
+                                    };
+                                    gone = view.is_gone();
+                                    runner.replay(left, &t.person, &view, &mut emit);
+                                    replayed += 1;
+                                    replayed_rows += rows.len();
+                                }
                                 // A person with nothing left is forgotten, as a key with no
                                 // input has no state in a `reduce`.
-                                if let Some(packed) = packed {
-                                    persons.insert(*person, packed);
+                                if !gone {
+                                    persons.insert(t.person, runner.store());
                                 }
-                                replayed_rows += rows.len();
                             }
                             tracing::debug!(
                                 keys,
                                 persons = touched.len(),
+                                replayed,
                                 rows = replayed_rows,
                                 ms = started.elapsed().as_millis() as u64,
                                 "replayed a batch"
@@ -223,17 +249,8 @@ fn read_history<'a>(
 }
 
 impl SlotRunner {
-    /// Runs the `affected` slots over one person's history and emits, per slot, the difference
-    /// from what it emitted last (`remembered`, packed). Returns what to remember next, or
-    /// `None` for a person with nothing left.
-    fn run(
-        &mut self,
-        affected: Affected,
-        person: &PersonKey,
-        view: &PersonView<'_>,
-        remembered: Option<&[u8]>,
-        emit: &mut impl FnMut(u32, Contribution, isize),
-    ) -> Option<Remembered> {
+    /// Unpacks what was remembered about a person (`None`: nothing yet).
+    fn load(&mut self, remembered: Option<&[u8]>) {
         match remembered {
             Some(bytes) => memory::unpack(bytes, &mut self.memory),
             None => {
@@ -242,6 +259,58 @@ impl SlotRunner {
                     .resize_with(self.which.len(), SlotMemory::default);
             }
         }
+    }
+
+    /// What to remember about the loaded person, packed.
+    fn store(&mut self) -> Remembered {
+        memory::pack(&self.memory, &mut self.packer)
+    }
+
+    /// Brings the `affected` slots whose operator can [`InsightOperator::advance`] from its
+    /// memo up to date with the new events `added`, and emits their changes. Returns the
+    /// slots left to replay.
+    fn advance(
+        &mut self,
+        affected: Affected,
+        added: &[&EventRow],
+        emit: &mut impl FnMut(u32, Contribution, isize),
+    ) -> Affected {
+        // Past 64 slots the bits are shared (see `affects`): replay them all.
+        if self.which.len() > 64 {
+            return affected;
+        }
+        let mut left = 0;
+        for (k, index) in self.which.iter().enumerate() {
+            if affected & (1 << k) == 0 {
+                continue;
+            }
+            let op = &self.slots[*index as usize].op;
+            let slot = &mut self.memory[k];
+            self.buffer.clear();
+            let next = slot
+                .memo
+                .as_ref()
+                .and_then(|memo| op.advance(memo, added, &mut self.buffer));
+            match next {
+                Some(memo) => {
+                    slot.memo = Some(memo);
+                    emit_changes(*index, slot, &mut self.buffer, &mut self.changes, emit);
+                }
+                None => left |= 1 << k,
+            }
+        }
+        left
+    }
+
+    /// Runs the `affected` slots over one person's history and emits, per slot, the
+    /// difference from what it emitted last.
+    fn replay(
+        &mut self,
+        affected: Affected,
+        person: &PersonKey,
+        view: &PersonView<'_>,
+        emit: &mut impl FnMut(u32, Contribution, isize),
+    ) {
         // A person with nothing left has no contributions, as a key with no input has no
         // output in a `reduce`.
         let gone = view.is_gone();
@@ -257,18 +326,38 @@ impl SlotRunner {
             } else {
                 None
             };
-            self.changes.clear();
-            self.changes
-                .extend(slot.emitted.drain(..).map(|(c, d)| (c, -d)));
-            self.changes.extend(self.buffer.iter().cloned());
-            slot.emitted.append(&mut self.buffer);
-            consolidate(&mut self.changes);
-            for (c, d) in self.changes.drain(..) {
-                emit(*index, c, d);
-            }
+            emit_changes(*index, slot, &mut self.buffer, &mut self.changes, emit);
         }
-        (!gone).then(|| memory::pack(&self.memory, &mut self.packer))
     }
+}
+
+/// Emits the difference between what `slot` emitted last and the pass in `buffer`, which
+/// becomes what it emitted last. `changes` is scratch space.
+fn emit_changes(
+    index: u32,
+    slot: &mut SlotMemory,
+    buffer: &mut Vec<(Contribution, isize)>,
+    changes: &mut Vec<(Contribution, isize)>,
+    emit: &mut impl FnMut(u32, Contribution, isize),
+) {
+    changes.clear();
+    changes.extend(slot.emitted.drain(..).map(|(c, d)| (c, -d)));
+    changes.extend(buffer.iter().cloned());
+    slot.emitted.append(buffer);
+    consolidate(changes);
+    for (c, d) in changes.drain(..) {
+        emit(index, c, d);
+    }
+}
+
+/// A person the batch changes, and how.
+struct Touched {
+    person: PersonKey,
+    /// The replayed insights the changes may affect.
+    affected: Affected,
+    /// When every change adds an event to a person already seen: where the added rows are
+    /// (`from..to` in the batch's list). Only then can memos be advanced without a replay.
+    added: Option<(usize, usize)>,
 }
 
 /// Which replayed insights one change to `person` may affect: all of them for anything but a
