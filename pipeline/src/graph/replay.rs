@@ -6,9 +6,11 @@
 //! were most of every round's work. This operator does the same job by hand. For each person
 //! it remembers the contributions it last emitted and each insight's [`Memo`]. A round that
 //! only *adds* events to a person, every one of which every insight calls
-//! [`InsightOperator::unaffected`], skips the person. Anything else (a retraction, a merge,
-//! new person properties, a person seen for the first time, an event some insight needs)
-//! replays the history from the shared arrangement and emits the difference.
+//! [`InsightOperator::unaffected`], skips the person. When a round only adds events, an
+//! insight whose memo says all its pass depends on ([`InsightOperator::advance`]) is brought
+//! up to date from the memo and those events. Anything else (a retraction, a merge, new person
+//! properties, a person seen for the first time, an event an insight without such a memo
+//! needs) replays the history from the shared arrangement and emits the difference.
 //!
 //! Correctness does not depend on the memos beyond their contract: a skipped person's
 //! contributions are, by that contract, what a replay would have produced.
