@@ -39,7 +39,7 @@ use std::sync::Arc;
 use quill_pipeline::event::ProjectId;
 use quill_pipeline::graph::{
     Aggregator, BuildContext, Contribution, EventRow, InsightOperator, Interner, Memo, PersonView,
-    Sym,
+    PropValue, Sym,
 };
 use serde_json::Value;
 
@@ -276,18 +276,9 @@ impl Retention {
         // Events grouped by breakdown value; without a breakdown, one group.
         let mut groups: BTreeMap<Option<Option<Sym>>, Vec<Mark>> = BTreeMap::new();
         for row in person.events {
-            if !self.global.matches(row, person.props) {
+            let Some(mark) = self.mark(row, person.props) else {
                 continue;
-            }
-            let mark = Mark {
-                ts_ms: row.ts_ms,
-                target: self.target.matches(row, person.props),
-                target_name: self.target.matches_event(row),
-                returning: self.returning.matches(row, person.props),
             };
-            if !(mark.target_name || mark.returning) {
-                continue;
-            }
             if let Some(memo) = memo.as_deref_mut() {
                 remember(memo, &mark, self.grid.index(mark.ts_ms));
             }
@@ -305,20 +296,18 @@ impl Retention {
             }
         }
     }
-}
 
-impl Retention {
-    /// The mark of a row, when a memo-keeping pass would keep it: the memo is kept only for
-    /// queries without person filters, so no person properties are needed.
-    fn memo_mark(&self, row: &EventRow) -> Option<Mark> {
-        if !self.global.matches(row, &[]) {
+    /// The row's mark, or `None` when the pass ignores the row: it fails the query's filters,
+    /// or is neither a target (by name) nor a return.
+    fn mark(&self, row: &EventRow, props: &[(Sym, PropValue)]) -> Option<Mark> {
+        if !self.global.matches(row, props) {
             return None;
         }
         let mark = Mark {
             ts_ms: row.ts_ms,
-            target: self.target.matches(row, &[]),
+            target: self.target.matches(row, props),
             target_name: self.target.matches_event(row),
-            returning: self.returning.matches(row, &[]),
+            returning: self.returning.matches(row, props),
         };
         (mark.target_name || mark.returning).then_some(mark)
     }
@@ -431,7 +420,8 @@ impl InsightOperator for Retention {
             return None;
         }
         let mut memo = *memo;
-        for mark in rows.iter().filter_map(|row| self.memo_mark(row)) {
+        // The memo is kept only for queries without person filters: no properties needed.
+        for mark in rows.iter().filter_map(|row| self.mark(row, &[])) {
             remember(&mut memo, &mark, self.grid.index(mark.ts_ms));
         }
         for c in self.cohorts_of(&memo) {
