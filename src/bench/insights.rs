@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use super::events::{event, Rng};
 use super::ingest::{wait_caught_up, wait_materialized, wait_ready};
 use super::server::{ChildServer, KEY, TOKEN};
-use super::{current_rss_kb, p50_p99_max, peak_rss_kb, percentile};
+use super::{current_rss_kb, p50_p99_max, peak_rss_kb};
 
 #[derive(Debug, Args)]
 pub struct InsightsBenchArgs {
@@ -488,7 +488,7 @@ async fn timed_read(
     Ok((t.elapsed().as_secs_f64() * 1000.0, server_ms))
 }
 
-/// `p50 X ms, p99 Y ms` of reads' totals, and the server's part of them.
+/// Percentiles of reads' totals, and of the server's part of them.
 fn read_summary(reads: &[(f64, f64)]) -> String {
     let sorted = |pick: fn(&(f64, f64)) -> f64| {
         let mut v: Vec<f64> = reads.iter().map(pick).collect();
@@ -497,11 +497,9 @@ fn read_summary(reads: &[(f64, f64)]) -> String {
     };
     let (total, server) = (sorted(|r| r.0), sorted(|r| r.1));
     format!(
-        "p50 {:.3} ms, p99 {:.3} ms (in the server: p50 {:.3} ms, p99 {:.3} ms)",
-        percentile(&total, 50.0),
-        percentile(&total, 99.0),
-        percentile(&server, 50.0),
-        percentile(&server, 99.0),
+        "{} (in the server: {})",
+        p50_p99_max(&total, 3),
+        p50_p99_max(&server, 3)
     )
 }
 
