@@ -278,19 +278,30 @@ fn run(batches: Vec<Vec<Op>>, workers: usize) -> Result<(), TestCaseError> {
             person_keys: op.person_properties(),
         })
     });
+    // One person per scheduling of the replay: every batch of more than one person, and the
+    // catching up of the set installed halfway, span several schedulings.
+    quill_pipeline::graph::set_replay_slice(Duration::ZERO);
     let engine = Engine::start(workers).expect("engine");
-    engine
-        .set_insights(
-            ops.iter()
-                .cloned()
-                .enumerate()
-                .map(|(i, op)| (i as u64, op))
-                .collect(),
-        )
-        .expect("install");
+    let install = || {
+        engine
+            .set_insights(
+                ops.iter()
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, op)| (i as u64, op))
+                    .collect(),
+            )
+            .expect("install")
+    };
+    install();
     let mut feeder = Feeder::new(engine.clone(), interner, &projection);
     let mut model = Model::default();
-    for ops_batch in &batches {
+    for (n, ops_batch) in batches.iter().enumerate() {
+        // A new set over the history so far (as when an insight is registered or the dates
+        // move): the old one publishes until it has caught up.
+        if n == batches.len() / 2 && n > 0 {
+            install();
+        }
         let batch = model.apply(ops_batch);
         feeder.apply(&batch).expect("apply");
         feeder.flush(batch.next).expect("flush");

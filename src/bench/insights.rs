@@ -48,6 +48,10 @@ pub struct InsightsBenchArgs {
     /// Timely worker threads of the server.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Register an eleventh insight halfway through the stream, and time until it is fresh:
+    /// its set replays every person while the other ten keep publishing.
+    #[arg(long)]
+    register_during_stream: bool,
     /// Write the loaded events as CSV here (for the DuckDB peer).
     #[arg(long)]
     dump: Option<std::path::PathBuf>,
@@ -123,6 +127,38 @@ pub fn queries() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// The insight `--register-during-stream` adds: the signup funnel with a week's window.
+fn late_query() -> Value {
+    let mut query = queries()
+        .into_iter()
+        .find(|(name, _)| *name == "signup funnel")
+        .map(|(_, q)| q)
+        .unwrap_or_default();
+    query["funnelsFilter"]["funnelWindowInterval"] = json!(7);
+    query
+}
+
+/// Registers an insight; returns its id.
+async fn register(
+    client: &reqwest::Client,
+    base: &str,
+    auth: &str,
+    name: &str,
+    query: Value,
+) -> anyhow::Result<u64> {
+    let r = client
+        .post(format!("{base}/api/projects/1/insights"))
+        .header("authorization", auth)
+        .json(&json!({"name": name, "query": query}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("registering {name}: {}", r.text().await?);
+    }
+    let doc: Value = r.json().await?;
+    doc["id"].as_u64().context("insight id")
+}
+
 pub async fn run(args: InsightsBenchArgs) -> anyhow::Result<()> {
     let workers = args.workers.to_string();
     let mut server = ChildServer::start("insights", &["--workers", &workers])?;
@@ -191,17 +227,7 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
 
     let mut ids = Vec::new();
     for (name, query) in queries().into_iter().take(args.insights) {
-        let r = client
-            .post(format!("{base}/api/projects/1/insights"))
-            .header("authorization", &auth)
-            .json(&json!({"name": name, "query": query}))
-            .send()
-            .await?;
-        if !r.status().is_success() {
-            bail!("registering {name}: {}", r.text().await?);
-        }
-        let doc: Value = r.json().await?;
-        ids.push(doc["id"].as_u64().context("insight id")?);
+        ids.push(register(&client, &base, &auth, name, query).await?);
     }
 
     // Load: four weeks of history, sent in random time order.
@@ -368,8 +394,18 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
     let mut ticker = tokio::time::interval(tick);
     let mut senders = Vec::new();
     let mut streamed = 0;
-    for body in bodies {
+    let mut registering = None;
+    for (i, body) in bodies.into_iter().enumerate() {
         ticker.tick().await;
+        if args.register_during_stream && i == ticks / 2 {
+            let (client, base, auth) = (client.clone(), base.clone(), auth.clone());
+            registering = Some(tokio::spawn(async move {
+                let registered = Instant::now();
+                let id =
+                    register(&client, &base, &auth, "weekly signup funnel", late_query()).await?;
+                anyhow::Ok((id, registered))
+            }));
+        }
         streamed += per_tick;
         let (client, base, acks) = (client.clone(), base.clone(), acks.clone());
         senders.push(tokio::spawn(async move {
@@ -400,6 +436,14 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
         .unwrap_or_default();
     let end = log_end(&client, &base).await?;
     wait_insights(&client, &base, &auth, &ids, end).await?;
+    let late = match registering {
+        Some(task) => {
+            let (id, registered) = task.await??;
+            wait_insights(&client, &base, &auth, &[id], end).await?;
+            Some((id, registered.elapsed().as_secs_f64()))
+        }
+        None => None,
+    };
     tokio::time::sleep(Duration::from_millis(200)).await;
     for f in &followers {
         f.abort();
@@ -437,6 +481,11 @@ async fn drive(args: &InsightsBenchArgs, server: &ChildServer) -> anyhow::Result
         p50_p99_max(&latencies, 0),
         latencies.len()
     );
+    if let Some((id, secs)) = late {
+        println!(
+            "  the insight registered halfway through the stream (id {id}) was fresh {secs:.1} s after its registration; the ten above kept publishing meanwhile"
+        );
+    }
     println!(
         "  reading a maintained result over HTTP: {} after the stream; {} over {} reads during it",
         read_summary(&reads),

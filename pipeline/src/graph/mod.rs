@@ -33,5 +33,6 @@ pub use operator::{
     evaluate, Aggregator, BuildContext, Cell, Combine, Contribution, InsightOperator, Memo,
     PersonView,
 };
+pub use replay::set_replay_slice;
 pub use row::{EventRow, Interner, PropValue, Props, Sym};
 pub use runtime::{Mapping, PersonKey, PersonProps, Round, Time};

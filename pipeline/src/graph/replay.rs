@@ -15,7 +15,8 @@
 //! Correctness does not depend on the memos beyond their contract: a skipped person's
 //! contributions are, by that contract, what a replay would have produced.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use differential_dataflow::consolidation::consolidate;
@@ -26,6 +27,7 @@ use differential_dataflow::AsCollection;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
 use timely::progress::Antichain;
 
 use super::memory::{self, SlotMemory};
@@ -62,7 +64,41 @@ struct SlotRunner {
 
 /// A cursor over every batch of the by-person arrangement, and the batches it reads.
 type HistoryCursor = CursorList<<<PersonTrace as TraceReader>::Batch as Navigable>::Cursor>;
-type HistoryStorage = Vec<<PersonTrace as TraceReader>::Batch>;
+type HistoryStorage = Vec<PersonBatch>;
+type PersonBatch = <PersonTrace as TraceReader>::Batch;
+type PersonBatchCursor = <PersonBatch as Navigable>::Cursor;
+
+/// How long one scheduling of the operator works before it yields to the rest of the worker,
+/// in microseconds.
+///
+/// A set installed over a long history touches every person at once: at 10M events that is
+/// a minute and a half of replays. Done in one scheduling, it held up every other set on the
+/// worker, so registering an insight, an ad hoc query, or the relative dates moving at
+/// midnight froze the results everyone else was watching. In slices, the older sets keep
+/// publishing (the collector retires them only once this one has caught up).
+static SLICE_US: AtomicU64 = AtomicU64::new(10_000);
+
+/// Sets how long the replay works per scheduling (10 ms unless set). Results do not depend
+/// on it; tests shorten it so that batches span several schedulings.
+pub fn set_replay_slice(slice: std::time::Duration) {
+    SLICE_US.store(slice.as_micros() as u64, Ordering::Relaxed);
+}
+
+/// A batch of the by-person arrangement the operator has received and not finished with.
+struct Queued {
+    /// Held until the batch is done, so that the set's frontier says it is not.
+    cap: Capability<Time>,
+    work: BatchWork,
+}
+
+/// What is left of one batch.
+struct BatchWork {
+    batch: PersonBatch,
+    /// The persons it changes, once scanned.
+    touched: Option<Vec<Touched>>,
+    /// How many of them are done.
+    done: usize,
+}
 
 /// The insights in `which` that replay histories, evaluated together per touched person.
 pub(super) fn replay_pass<'s>(
@@ -71,13 +107,22 @@ pub(super) fn replay_pass<'s>(
     which: Vec<u32>,
 ) -> SlotUpdates<'s> {
     let Arranged { stream, mut trace } = by_person;
+    let scope = stream.scope();
+    // The arrangement had been compacted to this frontier when the set imported it: updates
+    // of the batches it already held sit at their times advanced to it, past the upper of
+    // their own batch, where a history read up to that upper would miss them.
+    let floor = trace
+        .get_logical_compaction()
+        .first()
+        .map_or(Time::MAX, |since| since + 1);
     stream
         .unary::<CapacityContainerBuilder<Vec<Update>>, _, _, _>(
             Pipeline,
             "InsightReplay",
-            move |_, _| {
+            move |_, info| {
+                let activator = scope.activator_for(info.address);
                 let mut persons: HashMap<PersonKey, Remembered> = HashMap::new();
-                let mut touched: Vec<Touched> = Vec::new();
+                let mut queue: VecDeque<Queued> = VecDeque::new();
                 let mut runner = SlotRunner {
                     slots,
                     which,
@@ -88,124 +133,51 @@ pub(super) fn replay_pass<'s>(
                     packer: Packer::default(),
                 };
                 move |input, output| {
-                    let mut seen_upper: Option<Antichain<Time>> = None;
                     input.for_each(|cap, data| {
-                        let mut session = output.session(&cap);
                         for batch in data.iter() {
-                            let upper = batch.upper().clone();
-                            let stamp = batch
-                                .lower()
-                                .first()
-                                .copied()
-                                .unwrap_or(*cap.time())
-                                .max(*cap.time());
-                            touched.clear();
-                            // Rows the batch adds, by touched person (`Touched::added`).
-                            let mut added: Vec<&EventRow> = Vec::new();
-                            let mut keys = 0usize;
-                            let mut cursor = batch.cursor();
-                            while let Some(person) = cursor.get_key(batch) {
-                                keys += 1;
-                                let known = persons.get(person).map(|bytes| {
-                                    memory::unpack_memos(bytes, &mut runner.memos);
-                                    &runner.memos[..]
-                                });
-                                let mut affected: Affected = 0;
-                                let from = added.len();
-                                let mut only_additions = known.is_some();
-                                while let Some(item) = cursor.get_val(batch) {
-                                    let mut diff = 0;
-                                    cursor.map_times(batch, |_, d| diff += *d);
-                                    if diff != 0 {
-                                        affected |= affects(
-                                            &runner.slots,
-                                            &runner.which,
-                                            person,
-                                            item,
-                                            diff,
-                                            known,
-                                        );
-                                        match item.as_event() {
-                                            Some(row) if diff == 1 => added.push(row),
-                                            _ => only_additions = false,
-                                        }
-                                    }
-                                    cursor.step_val(batch);
-                                }
-                                if affected != 0 {
-                                    touched.push(Touched {
-                                        person: *person,
-                                        affected,
-                                        added: only_additions.then_some((from, added.len())),
-                                    });
-                                } else {
-                                    added.truncate(from);
-                                }
-                                cursor.step_key(batch);
-                            }
-                            if touched.is_empty() {
-                                seen_upper = Some(upper);
-                                continue;
-                            }
-                            let Some((mut history, storage)) =
-                                trace.cursor_through(Antichain::new().borrow())
-                            else {
-                                tracing::error!("the by-person arrangement has no cursor");
-                                continue;
-                            };
-                            let started = std::time::Instant::now();
-                            let (mut replayed, mut replayed_rows) = (0usize, 0usize);
-                            // Reused across persons: allocating it per person showed in profiles.
-                            let mut rows: Vec<&EventRow> = Vec::new();
+                            queue.push_back(Queued {
+                                cap: cap.retain(0),
+                                work: BatchWork {
+                                    batch: batch.clone(),
+                                    touched: None,
+                                    done: 0,
+                                },
+                            });
+                        }
+                    });
+                    let slice = std::time::Duration::from_micros(SLICE_US.load(Ordering::Relaxed));
+                    let started = std::time::Instant::now();
+                    let mut seen_upper: Option<Antichain<Time>> = None;
+                    while let Some(Queued { cap, work }) = queue.front_mut() {
+                        let stamp = work
+                            .batch
+                            .lower()
+                            .first()
+                            .copied()
+                            .unwrap_or(*cap.time())
+                            .max(*cap.time());
+                        let finished = {
+                            let mut session = output.session(&*cap);
                             let mut emit = |index: u32, c: Contribution, d: isize| {
                                 session.give(((index, SlotCell::Replayed(c)), stamp, d));
                             };
-                            for t in &touched {
-                                let remembered = persons.remove(&t.person);
-                                runner.load(remembered.as_deref());
-                                let left = match t.added {
-                                    Some((from, to)) => {
-                                        runner.advance(t.affected, &added[from..to], &mut emit)
-                                    }
-                                    None => t.affected,
-                                };
-                                let mut gone = false;
-                                if left != 0 {
-                                    let props = read_history(
-                                        &mut history,
-                                        &storage,
-                                        &t.person,
-                                        &upper,
-                                        &mut rows,
-                                    );
-                                    let view = PersonView {
-                                        person: t.person.1,
-                                        events: &rows,
-                                        props,
-                                    };
-                                    gone = view.is_gone();
-                                    runner.replay(left, &t.person, &view, &mut emit);
-                                    replayed += 1;
-                                    replayed_rows += rows.len();
-                                }
-                                // A person with nothing left is forgotten, as a key with no
-                                // input has no state in a `reduce`.
-                                if !gone {
-                                    persons.insert(t.person, runner.store());
-                                }
-                            }
-                            tracing::debug!(
-                                keys,
-                                persons = touched.len(),
-                                replayed,
-                                rows = replayed_rows,
-                                ms = started.elapsed().as_millis() as u64,
-                                "replayed a batch"
-                            );
-                            seen_upper = Some(upper);
+                            runner.work_on(
+                                work,
+                                &mut persons,
+                                &mut trace,
+                                floor,
+                                (started, slice),
+                                &mut emit,
+                            )
+                        };
+                        if !finished {
+                            activator.activate();
+                            break;
                         }
-                    });
-                    // Everything before the last batch seen has been read: let the shared
+                        seen_upper = Some(work.batch.upper().clone());
+                        queue.pop_front();
+                    }
+                    // Everything before the last batch finished has been read: let the shared
                     // arrangement merge it.
                     if let Some(upper) = seen_upper {
                         trace.set_logical_compaction(upper.borrow());
@@ -215,6 +187,69 @@ pub(super) fn replay_pass<'s>(
             },
         )
         .as_collection()
+}
+
+/// The persons `batch` changes and which replayed insights each change may affect.
+/// `may_advance: false` marks every person for a replay.
+fn scan(
+    runner: &mut SlotRunner,
+    persons: &HashMap<PersonKey, Remembered>,
+    batch: &PersonBatch,
+    may_advance: bool,
+) -> Vec<Touched> {
+    let mut touched = Vec::new();
+    let mut cursor = batch.cursor();
+    while let Some(person) = cursor.get_key(batch) {
+        let known = persons.get(person).map(|bytes| {
+            memory::unpack_memos(bytes, &mut runner.memos);
+            &runner.memos[..]
+        });
+        let mut affected: Affected = 0;
+        let mut only_additions = may_advance && known.is_some();
+        while let Some(item) = cursor.get_val(batch) {
+            let mut diff = 0;
+            cursor.map_times(batch, |_, d| diff += *d);
+            if diff != 0 {
+                affected |= affects(&runner.slots, &runner.which, person, item, diff, known);
+                if diff != 1 || item.as_event().is_none() {
+                    only_additions = false;
+                }
+            }
+            cursor.step_val(batch);
+        }
+        if affected != 0 {
+            touched.push(Touched {
+                person: *person,
+                affected,
+                only_additions,
+            });
+        }
+        cursor.step_key(batch);
+    }
+    touched
+}
+
+/// The events `batch` adds to `person` (the batch holds nothing else for them: see
+/// [`Touched::only_additions`]).
+fn added_rows<'a>(
+    cursor: &mut PersonBatchCursor,
+    batch: &'a PersonBatch,
+    person: &PersonKey,
+    rows: &mut Vec<&'a EventRow>,
+) {
+    rows.clear();
+    cursor.seek_key(batch, person);
+    if cursor.get_key(batch) != Some(person) {
+        return;
+    }
+    while let Some(item) = cursor.get_val(batch) {
+        let mut diff = 0;
+        cursor.map_times(batch, |_, d| diff += *d);
+        if let (1, Some(row)) = (diff, item.as_event()) {
+            rows.push(row);
+        }
+        cursor.step_val(batch);
+    }
 }
 
 /// Reads `person`'s history through `upper` (exclusive) into `rows`, in `(ts, offset)` order;
@@ -251,6 +286,87 @@ fn read_history<'a>(
 }
 
 impl SlotRunner {
+    /// Works on `work` until it is finished (returns `true`) or the time `(since, slice)`
+    /// has run out (`false`; the next call resumes where this one stopped). At least one
+    /// person is done per call; a zero slice does exactly one.
+    fn work_on(
+        &mut self,
+        work: &mut BatchWork,
+        persons: &mut HashMap<PersonKey, Remembered>,
+        trace: &mut PersonTrace,
+        floor: Time,
+        (since, slice): (std::time::Instant, std::time::Duration),
+        emit: &mut impl FnMut(u32, Contribution, isize),
+    ) -> bool {
+        let batch = &work.batch;
+        // A batch below the import's compaction frontier is read through that frontier (see
+        // `floor` in `replay_pass`). Its persons' histories then already hold the later
+        // batches' updates below it, so none of them is advanced from a memo: each replays.
+        let (upper, compacted) = match batch.upper().first() {
+            Some(u) if *u < floor => (Antichain::from_elem(floor), true),
+            _ => (batch.upper().clone(), false),
+        };
+        let touched = work
+            .touched
+            .get_or_insert_with(|| scan(self, persons, batch, !compacted));
+        if work.done == touched.len() {
+            return true;
+        }
+        let Some((mut history, storage)) = trace.cursor_through(Antichain::new().borrow()) else {
+            tracing::error!("the by-person arrangement has no cursor");
+            return true;
+        };
+        let started = std::time::Instant::now();
+        let (from, mut replayed, mut replayed_rows) = (work.done, 0usize, 0usize);
+        // Reused across persons: allocating them per person showed in profiles.
+        let (mut rows, mut added): (Vec<&EventRow>, Vec<&EventRow>) = (Vec::new(), Vec::new());
+        let mut in_batch = batch.cursor();
+        for t in &touched[from..] {
+            // The clock is read every few persons: a person's replay takes microseconds.
+            let done = work.done - from;
+            if done > 0 && (slice.is_zero() || done.is_multiple_of(16)) && since.elapsed() >= slice
+            {
+                break;
+            }
+            work.done += 1;
+            let remembered = persons.remove(&t.person);
+            self.load(remembered.as_deref());
+            let left = if t.only_additions {
+                added_rows(&mut in_batch, batch, &t.person, &mut added);
+                self.advance(t.affected, &added, emit)
+            } else {
+                t.affected
+            };
+            let mut gone = false;
+            if left != 0 {
+                let props = read_history(&mut history, &storage, &t.person, &upper, &mut rows);
+                let view = PersonView {
+                    person: t.person.1,
+                    events: &rows,
+                    props,
+                };
+                gone = view.is_gone();
+                self.replay(left, &t.person, &view, emit);
+                replayed += 1;
+                replayed_rows += rows.len();
+            }
+            // A person with nothing left is forgotten, as a key with no input has no state
+            // in a `reduce`.
+            if !gone {
+                persons.insert(t.person, self.store());
+            }
+        }
+        tracing::debug!(
+            persons = work.done - from,
+            left = touched.len() - work.done,
+            replayed,
+            rows = replayed_rows,
+            ms = started.elapsed().as_millis() as u64,
+            "replayed part of a batch"
+        );
+        work.done == touched.len()
+    }
+
     /// Unpacks what was remembered about a person (`None`: nothing yet).
     fn load(&mut self, remembered: Option<&[u8]>) {
         match remembered {
@@ -357,9 +473,9 @@ struct Touched {
     person: PersonKey,
     /// The replayed insights the changes may affect.
     affected: Affected,
-    /// When every change adds an event to a person already seen: where the added rows are
-    /// (`from..to` in the batch's list). Only then can memos be advanced without a replay.
-    added: Option<(usize, usize)>,
+    /// Whether every change adds an event to a person already seen. Only then can memos be
+    /// advanced without a replay.
+    only_additions: bool,
 }
 
 /// Which replayed insights one change to `person` may affect: all of them for anything but a

@@ -198,7 +198,8 @@ pub enum RuntimeError {
 /// A running dataflow: feed it rounds, install insight sets.
 pub struct Runtime {
     senders: Vec<Sender<Command>>,
-    /// Every round below this one is complete in every dataflow (set by worker 0).
+    /// Every round below this one is complete in every dataflow but sets still catching up
+    /// (set by worker 0).
     complete_below: Arc<AtomicU64>,
     next_round: Time,
     next_set: u64,
@@ -262,7 +263,8 @@ impl Runtime {
         self.next_round.checked_sub(1)
     }
 
-    /// Rounds pushed that some dataflow has not completed yet.
+    /// Rounds pushed that some dataflow has not completed yet, not counting sets that are
+    /// still catching up.
     pub fn rounds_in_flight(&self) -> u64 {
         self.next_round
             .saturating_sub(self.complete_below.load(Ordering::Acquire))
@@ -351,6 +353,16 @@ struct InstalledSet {
     probe: ProbeHandle<Time>,
     sink: Sender<Output>,
     reported: Option<Time>,
+    /// The last round fed before the set was installed: until it completes that round it is
+    /// catching up, and neither reports nor holds back the feeding of new rounds.
+    installed_at: Option<Time>,
+}
+
+impl InstalledSet {
+    fn catching_up(&self) -> bool {
+        self.installed_at
+            .is_some_and(|round| self.probe.less_equal(&round))
+    }
 }
 
 fn run_worker(
@@ -411,7 +423,7 @@ fn run_worker(
                     received = true;
                 }
                 Ok(Command::Install { set, slots, sink }) => {
-                    let installed = install(worker, &mut trace, set, slots, sink);
+                    let installed = install(worker, &mut trace, set, slots, sink, current);
                     sets.insert(set, installed);
                     received = true;
                 }
@@ -429,15 +441,26 @@ fn run_worker(
         worker.step();
         if let Some(now) = current {
             report(worker.index(), &mut sets, &offsets, now);
+            let first = |s: &InstalledSet| s.probe.with_frontier(|f| f.first().copied());
+            let base = base_probe.with_frontier(|f| f.first().copied());
             // Times before every dataflow's frontier can be merged: nothing reads them apart.
             let frontier = sets
                 .values()
-                .filter_map(|s| s.probe.with_frontier(|f| f.first().copied()))
-                .chain(base_probe.with_frontier(|f| f.first().copied()))
+                .filter_map(first)
+                .chain(base)
                 .min()
                 .unwrap_or(now + 1);
             if worker.index() == 0 {
-                complete_below.store(frontier, Ordering::Release);
+                // A set catching up works through a backlog in slices between the rounds of
+                // the others: new rounds wait for those, not for it.
+                let live = sets
+                    .values()
+                    .filter(|s| !s.catching_up())
+                    .filter_map(first)
+                    .chain(base)
+                    .min()
+                    .unwrap_or(now + 1);
+                complete_below.store(live, Ordering::Release);
             }
             // Not past the last round fed, though: a merge would move history to a round that
             // has not happened, and a set installed then would see it only after that round
@@ -497,7 +520,10 @@ fn report(
             Some(0) => None,
             Some(t) => Some((t - 1).min(now)),
         });
-        let Some(done) = done else { continue };
+        // A set has nothing to say until it has caught up with the rounds before it.
+        let Some(done) = done.filter(|d| s.installed_at.is_none_or(|i| *d >= i)) else {
+            continue;
+        };
         if s.reported.is_some_and(|r| r >= done) {
             continue;
         }
@@ -517,6 +543,7 @@ fn install(
     set: u64,
     slots: Arc<[InsightSlot]>,
     sink: Sender<Output>,
+    installed_at: Option<Time>,
 ) -> InstalledSet {
     let dataflow = worker.next_dataflow_index();
     let probe = ProbeHandle::new();
@@ -563,6 +590,7 @@ fn install(
         probe,
         sink,
         reported: None,
+        installed_at,
     }
 }
 

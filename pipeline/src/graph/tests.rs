@@ -153,3 +153,30 @@ fn merges_rekey_and_deletions_retract() {
         );
     }
 }
+
+#[test]
+fn a_set_installed_over_history_agrees_with_the_old_one() {
+    for attempt in 0..50 {
+        let engine = Engine::start(1).unwrap();
+        engine.set_insights(vec![(7, Arc::new(Counting))]).unwrap();
+        let mut round = Round::default();
+        round.mappings.push((10, mapping(1), 1));
+        round.mappings.push((11, mapping(2), 1));
+        engine.feed(round, 1).unwrap();
+        for (o, did) in [(0, 10), (1, 10), (2, 11), (3, 11)] {
+            let mut round = Round::default();
+            round.events.push((did, row(o), 1));
+            engine.feed(round, 10 + o).unwrap();
+            wait_for(&engine, 7, 10 + o);
+        }
+        engine.set_insights(vec![(7, Arc::new(Counting))]).unwrap();
+        let mut round = Round::default();
+        round.events.push((11, row(4), 1));
+        engine.feed(round, 100).unwrap();
+        assert_eq!(
+            wait_for(&engine, 7, 100),
+            serde_json::json!({"persons": 2, "events": 5}),
+            "attempt {attempt}"
+        );
+    }
+}
