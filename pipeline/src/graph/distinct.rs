@@ -12,8 +12,12 @@
 //! are grouped per (slot, person) and packed ([`super::packed`]): a day's cell and its count
 //! take a few bytes.
 //!
-//! Updates wait until their time is complete (the input frontier has passed it), then apply in
-//! time order, so the output at every complete time is exactly the distinct input.
+//! Updates apply in time order, so the output at every complete time is exactly the distinct
+//! input. Those of the frontier's own time apply as they arrive: no earlier one can follow
+//! them, and the changes a time's updates emit add up to the same in any order and grouping
+//! (each is a count crossing zero, and they telescope). A set installed over a long history
+//! maps it in slices at one time; holding all of it until that time completed cost several
+//! gigabytes at 10M events, and then one long scheduling to apply it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -65,12 +69,20 @@ pub(super) fn distinct_cells<'s>(
                                 .push((d, r));
                         }
                     });
-                    while let Some(entry) = pending.first_entry() {
+                    while let Some(mut entry) = pending.first_entry() {
                         let t = *entry.key();
-                        if frontier.less_equal(&t) {
+                        if frontier.frontier().iter().any(|f| *f < t) {
                             break;
                         }
-                        let (cap, mut updates) = entry.remove();
+                        // At the frontier itself more updates may come, but none of an earlier
+                        // time: apply what is here now (see the module docs).
+                        let complete = !frontier.less_equal(&t);
+                        let (cap, mut updates) = if complete {
+                            entry.remove()
+                        } else {
+                            let (cap, updates) = entry.get_mut();
+                            (cap.clone(), std::mem::take(updates))
+                        };
                         // Sorted by (slot, person), so each one's cells are rewritten once.
                         consolidate(&mut updates);
                         let mut session = output.session(&cap);
@@ -109,6 +121,9 @@ pub(super) fn distinct_cells<'s>(
                                     }
                                 }
                             }
+                        }
+                        if !complete {
+                            break;
                         }
                     }
                 }

@@ -22,6 +22,7 @@ mod project;
 mod replay;
 pub mod row;
 pub mod runtime;
+mod sliced;
 
 #[cfg(test)]
 mod checkpoint_tests;
@@ -33,6 +34,6 @@ pub use operator::{
     evaluate, Aggregator, BuildContext, Cell, Combine, Contribution, InsightOperator, Memo,
     PersonView,
 };
-pub use replay::set_replay_slice;
 pub use row::{EventRow, Interner, PropValue, Props, Sym};
 pub use runtime::{Mapping, PersonKey, PersonProps, Round, Time};
+pub use sliced::set_replay_slice;

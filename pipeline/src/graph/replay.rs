@@ -16,7 +16,6 @@
 //! contributions are, by that contract, what a replay would have produced.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use differential_dataflow::consolidation::consolidate;
@@ -37,6 +36,7 @@ use super::row::{EventRow, PropValue, Sym};
 use super::runtime::{
     InsightSlot, PersonArranged, PersonItem, PersonKey, PersonTrace, SlotCell, SlotUpdates, Time,
 };
+use super::sliced::PersonBatch;
 
 /// What the operator remembers about one person, per replayed insight (in `which` order),
 /// packed by [`memory::pack`].
@@ -65,24 +65,7 @@ struct SlotRunner {
 /// A cursor over every batch of the by-person arrangement, and the batches it reads.
 type HistoryCursor = CursorList<<<PersonTrace as TraceReader>::Batch as Navigable>::Cursor>;
 type HistoryStorage = Vec<PersonBatch>;
-type PersonBatch = <PersonTrace as TraceReader>::Batch;
 type PersonBatchCursor = <PersonBatch as Navigable>::Cursor;
-
-/// How long one scheduling of the operator works before it yields to the rest of the worker,
-/// in microseconds.
-///
-/// A set installed over a long history touches every person at once: at 10M events that is
-/// a minute and a half of replays. Done in one scheduling, it held up every other set on the
-/// worker, so registering an insight, an ad hoc query, or the relative dates moving at
-/// midnight froze the results everyone else was watching. In slices, the older sets keep
-/// publishing (the collector retires them only once this one has caught up).
-static SLICE_US: AtomicU64 = AtomicU64::new(10_000);
-
-/// Sets how long the replay works per scheduling (10 ms unless set). Results do not depend
-/// on it; tests shorten it so that batches span several schedulings.
-pub fn set_replay_slice(slice: std::time::Duration) {
-    SLICE_US.store(slice.as_micros() as u64, Ordering::Relaxed);
-}
 
 /// A batch of the by-person arrangement the operator has received and not finished with.
 struct Queued {
@@ -145,7 +128,7 @@ pub(super) fn replay_pass<'s>(
                             });
                         }
                     });
-                    let slice = std::time::Duration::from_micros(SLICE_US.load(Ordering::Relaxed));
+                    let slice = super::sliced::slice();
                     let started = std::time::Instant::now();
                     let mut seen_upper: Option<Antichain<Time>> = None;
                     while let Some(Queued { cap, work }) = queue.front_mut() {
@@ -323,9 +306,7 @@ impl SlotRunner {
         let mut in_batch = batch.cursor();
         for t in &touched[from..] {
             // The clock is read every few persons: a person's replay takes microseconds.
-            let done = work.done - from;
-            if done > 0 && (slice.is_zero() || done.is_multiple_of(16)) && since.elapsed() >= slice
-            {
+            if super::sliced::out_of_time(since, slice, work.done - from, 16) {
                 break;
             }
             work.done += 1;

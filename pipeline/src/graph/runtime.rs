@@ -623,8 +623,7 @@ fn event_pass<'s>(
     which: Vec<u32>,
 ) -> SlotUpdates<'s> {
     let mut buffer: Vec<(Cell, Combine)> = Vec::new();
-    let mapped = by_person.flat_map_ref(move |person: &PersonKey, item: &PersonItem| {
-        let mut emitted = Vec::new();
+    let mapped = super::sliced::flat_map(by_person, move |person, item, emitted| {
         if let Some(row) = item.as_event() {
             for index in &which {
                 let op = &slots[*index as usize].op;
@@ -639,7 +638,6 @@ fn event_pass<'s>(
                 }));
             }
         }
-        emitted
     });
     let summed = mapped
         .clone()
