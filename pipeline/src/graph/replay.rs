@@ -14,6 +14,10 @@
 //!
 //! Correctness does not depend on the memos beyond their contract: a skipped person's
 //! contributions are, by that contract, what a replay would have produced.
+//!
+//! The operator works in slices ([`super::sliced`]), keeping its place in the batch and the
+//! batch's capability, so that a set installed over a long history catches up between the
+//! rounds of the sets already publishing.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

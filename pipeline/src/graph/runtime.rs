@@ -353,15 +353,17 @@ struct InstalledSet {
     probe: ProbeHandle<Time>,
     sink: Sender<Output>,
     reported: Option<Time>,
-    /// The last round fed before the set was installed: until it completes that round it is
-    /// catching up, and neither reports nor holds back the feeding of new rounds.
-    installed_at: Option<Time>,
+    /// Whether the set has once completed every round fed. Until then it is catching up: it
+    /// neither reports (the sets before it keep publishing) nor holds back the feeding of new
+    /// rounds. Completing the round current at its installation is not enough: the rounds fed
+    /// while it caught up are still ahead of it, and holding the feeding back for those made
+    /// rounds of 200k events, seconds behind, for the sets publishing.
+    caught_up: bool,
 }
 
 impl InstalledSet {
     fn catching_up(&self) -> bool {
-        self.installed_at
-            .is_some_and(|round| self.probe.less_equal(&round))
+        !self.caught_up
     }
 }
 
@@ -438,8 +440,17 @@ fn run_worker(
             }
         }
         IDLE.with(|idle| idle.set(!busy(&sets, &base_probe, current)));
+        super::sliced::set_live_waits(current.is_some_and(|now| {
+            base_probe.less_equal(&now)
+                || sets
+                    .values()
+                    .any(|s| !s.catching_up() && s.probe.less_equal(&now))
+        }));
         worker.step();
         if let Some(now) = current {
+            for s in sets.values_mut() {
+                s.caught_up |= !s.probe.less_equal(&now);
+            }
             report(worker.index(), &mut sets, &offsets, now);
             let first = |s: &InstalledSet| s.probe.with_frontier(|f| f.first().copied());
             let base = base_probe.with_frontier(|f| f.first().copied());
@@ -520,8 +531,8 @@ fn report(
             Some(0) => None,
             Some(t) => Some((t - 1).min(now)),
         });
-        // A set has nothing to say until it has caught up with the rounds before it.
-        let Some(done) = done.filter(|d| s.installed_at.is_none_or(|i| *d >= i)) else {
+        // A set has nothing to say until it has caught up.
+        let Some(done) = done.filter(|_| s.caught_up) else {
             continue;
         };
         if s.reported.is_some_and(|r| r >= done) {
@@ -590,7 +601,7 @@ fn install(
         probe,
         sink,
         reported: None,
-        installed_at,
+        caught_up: installed_at.is_none(),
     }
 }
 
