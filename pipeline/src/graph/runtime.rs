@@ -361,12 +361,6 @@ struct InstalledSet {
     caught_up: bool,
 }
 
-impl InstalledSet {
-    fn catching_up(&self) -> bool {
-        !self.caught_up
-    }
-}
-
 fn run_worker(
     worker: &mut timely::worker::Worker,
     rx: Receiver<Command>,
@@ -401,11 +395,11 @@ fn run_worker(
     let mut offsets: BTreeMap<Time, u64> = BTreeMap::new();
     let mut current: Option<Time> = None;
     let mut open = true;
-    while open || busy(&sets, &base_probe, current) {
+    while open || busy(sets.values(), &base_probe, current) {
         // Take every command available; wait briefly only when there is nothing to compute.
         let mut received = false;
         while open {
-            let next = if received || busy(&sets, &base_probe, current) {
+            let next = if received || busy(sets.values(), &base_probe, current) {
                 rx.try_recv().map_err(|e| match e {
                     mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
                     mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
@@ -439,38 +433,20 @@ fn run_worker(
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
         }
-        IDLE.with(|idle| idle.set(!busy(&sets, &base_probe, current)));
-        super::sliced::set_live_waits(current.is_some_and(|now| {
-            base_probe.less_equal(&now)
-                || sets
-                    .values()
-                    .any(|s| !s.catching_up() && s.probe.less_equal(&now))
-        }));
+        IDLE.with(|idle| idle.set(!busy(sets.values(), &base_probe, current)));
+        super::sliced::set_live_waits(busy(live(&sets), &base_probe, current));
         worker.step();
         if let Some(now) = current {
             for s in sets.values_mut() {
                 s.caught_up |= !s.probe.less_equal(&now);
             }
             report(worker.index(), &mut sets, &offsets, now);
-            let first = |s: &InstalledSet| s.probe.with_frontier(|f| f.first().copied());
-            let base = base_probe.with_frontier(|f| f.first().copied());
             // Times before every dataflow's frontier can be merged: nothing reads them apart.
-            let frontier = sets
-                .values()
-                .filter_map(first)
-                .chain(base)
-                .min()
-                .unwrap_or(now + 1);
+            let frontier = earliest_open(sets.values(), &base_probe, now);
             if worker.index() == 0 {
                 // A set catching up works through a backlog in slices between the rounds of
                 // the others: new rounds wait for those, not for it.
-                let live = sets
-                    .values()
-                    .filter(|s| !s.catching_up())
-                    .filter_map(first)
-                    .chain(base)
-                    .min()
-                    .unwrap_or(now + 1);
+                let live = earliest_open(live(&sets), &base_probe, now);
                 complete_below.store(live, Ordering::Release);
             }
             // Not past the last round fed, though: a merge would move history to a round that
@@ -485,15 +461,34 @@ fn run_worker(
 }
 
 /// Whether any dataflow still has work at or below the current round.
-fn busy(
-    sets: &BTreeMap<u64, InstalledSet>,
+fn busy<'a>(
+    mut sets: impl Iterator<Item = &'a InstalledSet>,
     base: &ProbeHandle<Time>,
     current: Option<Time>,
 ) -> bool {
     match current {
-        Some(now) => base.less_equal(&now) || sets.values().any(|s| s.probe.less_equal(&now)),
+        Some(now) => base.less_equal(&now) || sets.any(|s| s.probe.less_equal(&now)),
         None => false,
     }
+}
+
+/// The earliest round the base dataflow or any of `sets` has not completed (`now + 1` when
+/// all are done).
+fn earliest_open<'a>(
+    sets: impl Iterator<Item = &'a InstalledSet>,
+    base: &ProbeHandle<Time>,
+    now: Time,
+) -> Time {
+    let first = |probe: &ProbeHandle<Time>| probe.with_frontier(|f| f.first().copied());
+    sets.filter_map(|s| first(&s.probe))
+        .chain(first(base))
+        .min()
+        .unwrap_or(now + 1)
+}
+
+/// The sets that have caught up: those the rounds fed wait for.
+fn live(sets: &BTreeMap<u64, InstalledSet>) -> impl Iterator<Item = &InstalledSet> {
+    sets.values().filter(|s| s.caught_up)
 }
 
 fn feed(inputs: &mut Inputs, data: Round, round: Time) {
