@@ -61,6 +61,7 @@ pub(super) fn distinct_cells<'s>(
             Pipeline,
             "DistinctCells",
             move |_, info| {
+                let dataflow = info.address[0];
                 let activator = scope.activator_for(info.address);
                 let mut counts: HashMap<(u32, PersonKey), Box<[u8]>> = HashMap::new();
                 let mut pending: Pending = BTreeMap::new();
@@ -80,6 +81,9 @@ pub(super) fn distinct_cells<'s>(
                                 .push((d, r));
                         }
                     });
+                    if pending.is_empty() || sliced::stand_aside(dataflow, &activator) {
+                        return;
+                    }
                     let (since, slice) = (Instant::now(), sliced::slice());
                     let mut applied = 0;
                     while let Some(mut entry) = pending.first_entry() {

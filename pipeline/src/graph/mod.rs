@@ -13,6 +13,7 @@
 pub mod checkpoint;
 mod distinct;
 pub mod engine;
+mod event_local;
 pub mod feeder;
 mod memory;
 pub mod operator;

@@ -107,6 +107,7 @@ pub(super) fn replay_pass<'s>(
             Pipeline,
             "InsightReplay",
             move |_, info| {
+                let dataflow = info.address[0];
                 let activator = scope.activator_for(info.address);
                 let mut persons: HashMap<PersonKey, Remembered> = HashMap::new();
                 let mut queue: VecDeque<Queued> = VecDeque::new();
@@ -132,6 +133,9 @@ pub(super) fn replay_pass<'s>(
                             });
                         }
                     });
+                    if queue.is_empty() || super::sliced::stand_aside(dataflow, &activator) {
+                        return;
+                    }
                     let slice = super::sliced::slice();
                     let started = std::time::Instant::now();
                     let mut seen_upper: Option<Antichain<Time>> = None;

@@ -36,7 +36,7 @@ use timely::progress::frontier::AntichainRef;
 
 use crate::event::ProjectId;
 
-use super::operator::{Cell, Combine, Contribution, InsightOperator};
+use super::operator::{Cell, Contribution, InsightOperator};
 use super::row::{EventRow, Props, NO_EVENT};
 
 /// Logical time of the dataflow: the round number.
@@ -434,7 +434,10 @@ fn run_worker(
             }
         }
         IDLE.with(|idle| idle.set(!busy(sets.values(), &base_probe, current)));
-        super::sliced::set_live_waits(busy(live(&sets), &base_probe, current));
+        super::sliced::set_pace(
+            busy(live(&sets), &base_probe, current),
+            sets.values().filter(|s| !s.caught_up).map(|s| s.dataflow),
+        );
         worker.step();
         if let Some(now) = current {
             for s in sets.values_mut() {
@@ -568,7 +571,7 @@ fn install(
             ));
         }
         if !local.is_empty() {
-            parts.push(event_pass(by_person, slots, local));
+            parts.push(super::event_local::event_pass(by_person, slots, local));
         }
         let mut parts = parts.into_iter();
         let Some(first) = parts.next() else { return };
@@ -618,42 +621,4 @@ impl SlotCell {
             SlotCell::Local(cell) => cell.as_slice().to_vec(),
         }
     }
-}
-
-/// The event-local insights in `which`: each event is mapped once as it arrives, and
-/// contributions that count persons go through a `distinct` on (person, contribution). An
-/// [`Combine::Actor`] contribution leaves the `distinct` with its person's id appended.
-fn event_pass<'s>(
-    by_person: PersonArranged<'s>,
-    slots: Arc<[InsightSlot]>,
-    which: Vec<u32>,
-) -> SlotUpdates<'s> {
-    let mut buffer: Vec<(Cell, Combine)> = Vec::new();
-    let mapped = super::sliced::flat_map(by_person, move |person, item, emitted| {
-        if let Some(row) = item.as_event() {
-            for index in &which {
-                let op = &slots[*index as usize].op;
-                if op.project() != person.0 {
-                    continue;
-                }
-                op.event_pass(row, &mut buffer);
-                emitted.extend(buffer.drain(..).map(|(c, how)| match how {
-                    Combine::Sum => (*index, None, (c, false)),
-                    Combine::Distinct => (*index, Some(*person), (c, false)),
-                    Combine::Actor => (*index, Some(*person), (c, true)),
-                }));
-            }
-        }
-    });
-    let summed = mapped
-        .clone()
-        .filter(|(_, counted_for, _)| counted_for.is_none())
-        .map(|(index, _, (c, _))| (index, SlotCell::Local(c)));
-    // An actor's id is appended by the distinct, which keeps its counts per person anyway.
-    let persons =
-        super::distinct::distinct_cells(mapped.flat_map(|(index, counted_for, value)| {
-            counted_for.map(|person| ((index, person), value))
-        }))
-        .map(|(index, c)| (index, SlotCell::Local(c)));
-    summed.concat(persons)
 }

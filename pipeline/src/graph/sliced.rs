@@ -7,8 +7,10 @@
 //! insights. Done in one scheduling, it held up every other set on the worker, so registering
 //! an insight, an ad hoc query, or the relative dates moving at midnight froze the results
 //! everyone else was watching. In slices, the older sets keep publishing between them (the
-//! collector retires them only once the new one has caught up).
+//! collector retires them only once the new one has caught up), and a set catching up works
+//! only while those have no round to finish ([`set_pace`]).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
+use timely::scheduling::Activator;
 
 use super::runtime::{PersonArranged, PersonItem, PersonKey, PersonTrace, Time};
 
@@ -32,32 +35,74 @@ pub fn set_replay_slice(slice: Duration) {
     SLICE_US.store(slice.as_micros() as u64, Ordering::Relaxed);
 }
 
-/// The slice while a round fed is not yet complete in the sets already publishing.
-const SLICE_WHILE_LIVE_WAITS: Duration = Duration::from_millis(1);
+/// The longest a catching-up set stands aside while the live sets are busy: it then works one
+/// slice regardless, so that it catches up even under a stream that never lets the worker idle.
+const MAX_STAND_ASIDE: Duration = Duration::from_millis(200);
+
+/// Who works when, on this worker: set by the worker's loop before each step, read by the
+/// sliced operators, which run on the same thread inside it.
+#[derive(Default)]
+struct Pace {
+    /// Whether the sets already publishing have a round to finish.
+    live_waits: bool,
+    /// The dataflows of the sets still catching up.
+    catching_up: Vec<usize>,
+    /// Whether this step lets them work even so.
+    grace: bool,
+    /// The operators of those sets standing aside, to be woken once the live sets have
+    /// finished their round, and since when the first has stood aside.
+    paused: Vec<Activator>,
+    paused_since: Option<Instant>,
+}
 
 thread_local! {
-    /// Whether the sets already publishing have a round to finish: set by the worker's loop
-    /// before each step, read by the sliced operators, which run on the same thread inside it.
-    static LIVE_WAITS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static PACE: RefCell<Pace> = RefCell::default();
 }
 
-/// Tells this worker's sliced operators whether live sets are waiting for a round.
+/// Tells this worker's sliced operators whether live sets have a round to finish, and which
+/// dataflows are catching up. Wakes the operators that stood aside once the live sets are done,
+/// or once they have stood aside for [`MAX_STAND_ASIDE`].
 ///
-/// A round passes through several operators and takes several steps of the worker to complete,
-/// and every step also ran each catching-up operator's slice: with 10 ms slices a live round
-/// took most of a second, and the ten insights fell 1–5 s behind while an eleventh caught up.
-pub(super) fn set_live_waits(waits: bool) {
-    LIVE_WAITS.with(|w| w.set(waits));
+/// A round passes through several operators and takes several steps of the worker to complete.
+/// When every step also ran a slice of each catching-up operator (1 ms each while live sets
+/// waited), the ten live insights of the freshness bench fell 1–6 s behind for the minute an
+/// eleventh took to catch up: the rounds grew while they waited, and took longer.
+pub(super) fn set_pace(live_waits: bool, catching_up: impl Iterator<Item = usize>) {
+    PACE.with(|pace| {
+        let mut pace = pace.borrow_mut();
+        pace.live_waits = live_waits;
+        pace.catching_up.clear();
+        pace.catching_up.extend(catching_up);
+        pace.grace = pace
+            .paused_since
+            .is_some_and(|since| since.elapsed() >= MAX_STAND_ASIDE);
+        if !live_waits || pace.grace {
+            pace.paused_since = None;
+            for activator in pace.paused.drain(..) {
+                activator.activate();
+            }
+        }
+    });
 }
 
-/// The current slice: shorter while live sets wait for a round.
+/// Whether an operator of `dataflow` should do nothing this scheduling: its set is catching up
+/// and the live sets have a round to finish. It is woken (through `activator`) when it may go
+/// on. Results do not depend on it: the operator keeps its input and capabilities meanwhile.
+pub(super) fn stand_aside(dataflow: usize, activator: &Activator) -> bool {
+    PACE.with(|pace| {
+        let mut pace = pace.borrow_mut();
+        let aside = pace.live_waits && !pace.grace && pace.catching_up.contains(&dataflow);
+        if aside {
+            pace.paused.push(activator.clone());
+            pace.paused_since.get_or_insert_with(Instant::now);
+        }
+        aside
+    })
+}
+
+/// How long one scheduling of a sliced operator works.
 pub(super) fn slice() -> Duration {
-    let slice = Duration::from_micros(SLICE_US.load(Ordering::Relaxed));
-    if LIVE_WAITS.with(std::cell::Cell::get) {
-        slice.min(SLICE_WHILE_LIVE_WAITS)
-    } else {
-        slice
-    }
+    Duration::from_micros(SLICE_US.load(Ordering::Relaxed))
 }
 
 /// Whether a scheduling that began at `since` and has done `done` units of work (at least
@@ -86,6 +131,7 @@ where
             Pipeline,
             "EventPass",
             move |_, info| {
+                let dataflow = info.address[0];
                 let activator = scope.activator_for(info.address);
                 // Each batch with its capability and the person to resume at.
                 let mut queue: VecDeque<(Capability<Time>, PersonBatch, Option<PersonKey>)> =
@@ -97,6 +143,9 @@ where
                             queue.push_back((cap.retain(0), batch.clone(), None));
                         }
                     });
+                    if queue.is_empty() || stand_aside(dataflow, &activator) {
+                        return;
+                    }
                     let (since, slice) = (Instant::now(), slice());
                     while let Some((cap, batch, resume)) = queue.front_mut() {
                         let mut session = output.session(&*cap);
