@@ -281,6 +281,8 @@ fn run(batches: Vec<Vec<Op>>, workers: usize) -> Result<(), TestCaseError> {
     // One person per scheduling of the replay: every batch of more than one person, and the
     // catching up of the set installed halfway, span several schedulings.
     quill_pipeline::graph::set_replay_slice(Duration::ZERO);
+    // And the event pass waits whenever the distinct behind it has anything left to apply.
+    quill_pipeline::graph::set_backlog_limit(0);
     let engine = Engine::start(workers).expect("engine");
     let install = || {
         engine

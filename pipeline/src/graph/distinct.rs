@@ -31,6 +31,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 
+use super::backlog::Backlog;
 use super::operator::Cell;
 use super::packed::{Packer, Unpacker};
 use super::runtime::{PersonKey, Time};
@@ -57,6 +58,7 @@ type Value = (Cell, bool);
 /// runtime's records arrive partitioned by person).
 pub(super) fn distinct_cells<'s>(
     input: VecCollection<'s, Time, Counted, isize>,
+    backlog: Backlog,
 ) -> VecCollection<'s, Time, (u32, Cell), isize> {
     let scope = input.inner.scope();
     input
@@ -85,12 +87,17 @@ pub(super) fn distinct_cells<'s>(
                                 .push((d, r));
                         }
                     });
-                    if pending.is_empty() || sliced::stand_aside(dataflow, &activator) {
+                    if pending.is_empty() {
+                        backlog.report(0);
+                        return;
+                    }
+                    if sliced::stand_aside(dataflow, &activator) {
                         return;
                     }
                     let (since, slice) = (Instant::now(), sliced::slice());
                     let mut applied = 0;
-                    while let Some(mut entry) = pending.first_entry() {
+                    let mut out_of_time = false;
+                    'times: while let Some(mut entry) = pending.first_entry() {
                         let t = *entry.key();
                         if frontier.frontier().iter().any(|f| *f < t) {
                             break;
@@ -127,9 +134,8 @@ pub(super) fn distinct_cells<'s>(
                             // clock is read at every person: a busy one's history is thousands
                             // of updates, and 64 of them at a time made 30–50 ms slices.
                             if sliced::out_of_time(since, slice, applied, 1) {
-                                drop(session);
-                                activator.activate();
-                                return;
+                                out_of_time = true;
+                                break 'times;
                             }
                             applied += 1;
                             let key = (*slot, *person);
@@ -145,10 +151,25 @@ pub(super) fn distinct_cells<'s>(
                         }
                         entry.remove();
                     }
+                    if out_of_time {
+                        activator.activate();
+                        backlog.report(queued(&pending));
+                    } else {
+                        // What is left waits for the frontier, which the pass may be holding.
+                        backlog.report(0);
+                    }
                 }
             },
         )
         .as_collection()
+}
+
+/// The updates not yet applied, of every time.
+fn queued(pending: &Pending) -> usize {
+    pending
+        .values()
+        .map(|work| work.incoming.len() + work.working.len() - work.at)
+        .sum()
 }
 
 /// The updates of one time, and a capability to emit at it. They are applied a chunk at a

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::backlog::Backlog;
 use super::operator::{Cell, Combine};
 use super::runtime::{InsightSlot, PersonArranged, SlotCell, SlotUpdates};
 
@@ -17,31 +18,35 @@ pub(super) fn event_pass<'s>(
     which: Vec<u32>,
 ) -> SlotUpdates<'s> {
     let mut buffer: Vec<(Cell, Combine)> = Vec::new();
-    let mapped = super::sliced::flat_map(by_person, move |person, item, emitted| {
-        if let Some(row) = item.as_event() {
-            for index in &which {
-                let op = &slots[*index as usize].op;
-                if op.project() != person.0 {
-                    continue;
+    let backlog = Backlog::default();
+    let mapped =
+        super::sliced::flat_map(by_person, backlog.clone(), move |person, item, emitted| {
+            if let Some(row) = item.as_event() {
+                for index in &which {
+                    let op = &slots[*index as usize].op;
+                    if op.project() != person.0 {
+                        continue;
+                    }
+                    op.event_pass(row, &mut buffer);
+                    emitted.extend(buffer.drain(..).map(|(c, how)| match how {
+                        Combine::Sum => (*index, None, (c, false)),
+                        Combine::Distinct => (*index, Some(*person), (c, false)),
+                        Combine::Actor => (*index, Some(*person), (c, true)),
+                    }));
                 }
-                op.event_pass(row, &mut buffer);
-                emitted.extend(buffer.drain(..).map(|(c, how)| match how {
-                    Combine::Sum => (*index, None, (c, false)),
-                    Combine::Distinct => (*index, Some(*person), (c, false)),
-                    Combine::Actor => (*index, Some(*person), (c, true)),
-                }));
             }
-        }
-    });
+        });
     let summed = mapped
         .clone()
         .filter(|(_, counted_for, _)| counted_for.is_none())
         .map(|(index, _, (c, _))| (index, SlotCell::Local(c)));
     // An actor's id is appended by the distinct, which keeps its counts per person anyway.
-    let persons =
-        super::distinct::distinct_cells(mapped.flat_map(|(index, counted_for, value)| {
+    let persons = super::distinct::distinct_cells(
+        mapped.flat_map(|(index, counted_for, value)| {
             counted_for.map(|person| ((index, person), value))
-        }))
-        .map(|(index, c)| (index, SlotCell::Local(c)));
+        }),
+        backlog,
+    )
+    .map(|(index, c)| (index, SlotCell::Local(c)));
     summed.concat(persons)
 }

@@ -24,6 +24,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::scheduling::Activator;
 
+use super::backlog::Backlog;
 use super::runtime::{PersonArranged, PersonItem, PersonKey, PersonTrace, Time};
 
 /// How long one scheduling works, in microseconds.
@@ -115,9 +116,11 @@ pub(super) fn out_of_time(since: Instant, slice: Duration, done: usize, every: u
 pub(super) type PersonBatch = <PersonTrace as differential_dataflow::trace::TraceReader>::Batch;
 
 /// `flat_map_ref` of the by-person arrangement, in slices: `logic` pushes what one
-/// (person, item) maps to, and each output record keeps the update's time and diff.
+/// (person, item) maps to, and each output record keeps the update's time and diff. It maps
+/// nothing while `backlog` says the operator behind it has too much to do.
 pub(super) fn flat_map<'s, D, L>(
     by_person: PersonArranged<'s>,
+    backlog: Backlog,
     mut logic: L,
 ) -> VecCollection<'s, Time, D, isize>
 where
@@ -143,7 +146,10 @@ where
                             queue.push_back((cap.retain(0), batch.clone(), None));
                         }
                     });
-                    if queue.is_empty() || stand_aside(dataflow, &activator) {
+                    if queue.is_empty()
+                        || stand_aside(dataflow, &activator)
+                        || backlog.holds_back(&activator)
+                    {
                         return;
                     }
                     let (since, slice) = (Instant::now(), slice());
