@@ -19,6 +19,8 @@ use super::{Capture, CaptureError, RequestInfo};
 pub const EVENT_ROUTE_LIMIT: usize = 2 * 1024 * 1024;
 /// Body limit of `/batch`.
 pub const BATCH_ROUTE_LIMIT: usize = 20 * 1024 * 1024;
+/// Payloads up to this size are decoded on the async worker that received them.
+const INLINE_PAYLOAD_BYTES: usize = 16 * 1024;
 /// `_` values before 2021 are stale client clocks, not send times.
 const MIN_PLAUSIBLE_SENT_AT_MS: i64 = 1_609_459_200_000;
 
@@ -129,7 +131,7 @@ async fn handle(
 
 /// Reads, decodes, validates and stores one request. Returns whether it was a beacon.
 async fn receive(
-    capture: &Capture,
+    capture: &Arc<Capture>,
     headers: &HeaderMap,
     query: Option<&str>,
     body: Body,
@@ -171,23 +173,42 @@ async fn receive(
         headers
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_owned)
     };
-    let raw = RawPayload {
-        data_param: param("data"),
-        body: &bytes,
-        content_type: header_str(header::CONTENT_TYPE),
-        content_encoding: header_str(header::CONTENT_ENCODING),
-        compression,
-        legacy: kind.legacy,
-    };
-    let text = decode::decode(&raw)?;
+    let data_param = param("data").map(str::to_owned);
+    let payload_len = bytes.len() + data_param.as_ref().map_or(0, String::len);
+    let content_type = header_str(header::CONTENT_TYPE);
+    let content_encoding = header_str(header::CONTENT_ENCODING);
     let info = RequestInfo {
         now_us: quill_pipeline::event::now_us(),
         sent_at_us,
         ip,
         engage: kind.engage,
     };
-    let prepared = capture.prepare(&text, &info)?;
+    let preparing = Arc::clone(capture);
+    let prepare = move || {
+        let raw = RawPayload {
+            data_param: data_param.as_deref(),
+            body: &bytes,
+            content_type: content_type.as_deref(),
+            content_encoding: content_encoding.as_deref(),
+            compression,
+            legacy: kind.legacy,
+        };
+        let text = decode::decode(&raw)?;
+        preparing.prepare(&text, &info)
+    };
+    // Decoding and validating a batch of a thousand events takes milliseconds of CPU. On an
+    // async worker that would hold up every other connection the worker serves, reads of
+    // insights included, so large payloads go to the blocking pool. Small ones, what browsers
+    // send, are cheaper to decode than to hand over.
+    let prepared = if payload_len > INLINE_PAYLOAD_BYTES {
+        tokio::task::spawn_blocking(prepare)
+            .await
+            .map_err(|e| CaptureError::Storage(format!("capture stopped before storing: {e}")))??
+    } else {
+        prepare()?
+    };
     capture.store(prepared).await?;
     Ok(beacon)
 }
