@@ -47,6 +47,9 @@ from_redb!(
     redb::SetDurabilityError
 );
 
+/// redb's own default.
+const DEFAULT_CACHE_BYTES: usize = 1 << 30;
+
 /// Cursors and counters, by name.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -56,9 +59,16 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens or creates the database file.
+    /// Opens or creates the database file, with redb's default page cache (up to 1 GiB).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path)?;
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens or creates the database file, keeping at most `cache_bytes` of its pages in memory.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(META)?;
         txn.commit()?;
