@@ -3,10 +3,12 @@
 //!
 //! Both work in slices of the same length, but mapping a person's events is cheaper than
 //! applying what they map to. A set installed over a long history (every set, after a
-//! restart) therefore filled the distinct's queue faster than the distinct emptied it: with
-//! ten insights over 10M events the restart's peak RSS grew from 2.2 to 3.2 GiB once the
-//! distinct's slices were held to their length (session 15). The pass now waits while the
-//! distinct is working through more than [`limit`] updates, and the distinct wakes it.
+//! restart) could therefore fill the distinct's queue faster than the distinct emptied it,
+//! with nothing to bound it. (The restart's peak RSS at 10M events went from 2.2 to 3.2 GiB
+//! when the distinct's slices were held to their length in session 15; runs of one build
+//! have since spread over 2.1–2.9 GiB, so how much of that was this queue is not known.)
+//! The pass now waits while the distinct is working through more than [`limit`] updates, and
+//! the distinct wakes it.
 //!
 //! The pass only waits on updates the distinct can apply now. Those it must hold until the
 //! frontier passes their time are not counted: the pass may hold that frontier back itself,
